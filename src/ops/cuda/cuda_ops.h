@@ -1,0 +1,31 @@
+// The cuda backend of the op interface: the same functions as ops.h, called by dispatch.cc after
+// the shapes were checked. See ops.h for each op's contract.
+#pragma once
+
+#include "ops/ops.h"
+
+namespace bitexact::ops::cuda {
+
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y);
+void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, const Tensor& weight,
+                  float eps, Tensor& out);
+void rope(const ExecContext& ctx, Tensor& x, const Tensor& positions, const Tensor& cos_sin,
+          bool interleaved);
+void silu_mul(const ExecContext& ctx, const Tensor& gate_up, Tensor& out);
+void embedding(const ExecContext& ctx, const Tensor& table, const Tensor& ids, Tensor& out);
+void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Tensor& out);
+void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, const Tensor& slots,
+                    Tensor& k_cache, Tensor& v_cache);
+void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
+               const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
+void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
+void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
+void synchronize(const ExecContext& ctx);
+
+}  // namespace bitexact::ops::cuda
+
+namespace bitexact::ops::cuda {
+// Registers cudaMalloc/cudaFree as core's device allocator and picks the device; idempotent.
+void init_cuda_backend(int device_index = 0);
+}  // namespace bitexact::ops::cuda

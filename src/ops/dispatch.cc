@@ -1,0 +1,140 @@
+// The op interface's entry points: checks shapes and dtypes once, then calls the backend of
+// ctx.device. Kernels below trust what is checked here.
+#include <string>
+
+#include "ops/cpu/cpu_ops.h"
+#include "ops/ops.h"
+#ifdef BITEXACT_WITH_CUDA
+#include "ops/cuda/cuda_ops.h"
+#endif
+
+namespace bitexact::ops {
+namespace {
+
+[[noreturn]] void shape_error(const char* op, const std::string& what) {
+  fail(ErrorKind::kInternal, std::string(op) + ": " + what);
+}
+
+void expect(bool ok, const char* op, const std::string& what) {
+  if (!ok) shape_error(op, what);
+}
+
+void expect_rows(const Tensor& t, const char* op, const char* name) {
+  expect(t.ndim >= 2 && t.stride[t.ndim - 1] == 1, op,
+         std::string(name) + " must have a contiguous last dimension, got " + t.shape_str());
+}
+
+// CPU activations are f32; CUDA activations bf16 (checked by the CUDA backend).
+void expect_activation(const ExecContext& ctx, const Tensor& t, const char* op, const char* name) {
+  expect(t.device == ctx.device, op, std::string(name) + " is on the wrong device");
+  if (ctx.device == Device::kCpu)
+    expect(t.dtype == DType::kF32, op, std::string(name) + " must be F32 on CPU");
+}
+
+}  // namespace
+
+#ifdef BITEXACT_WITH_CUDA
+#define BITEXACT_DISPATCH(fn, ...) \
+  (ctx.device == Device::kCpu ? cpu::fn(__VA_ARGS__) : cuda::fn(__VA_ARGS__))
+#else
+#define BITEXACT_DISPATCH(fn, ...)                                                       \
+  (ctx.device == Device::kCpu                                                            \
+       ? cpu::fn(__VA_ARGS__)                                                            \
+       : fail(ErrorKind::kUnsupported, "this build has no CUDA backend (configure with " \
+                                       "-DBITEXACT_CUDA=ON)"))
+#endif
+
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y) {
+  expect_rows(x, "linear", "x");
+  expect_rows(y, "linear", "y");
+  expect_activation(ctx, x, "linear", "x");
+  expect_activation(ctx, y, "linear", "y");
+  expect(x.ndim == 2 && w.ndim == 2 && y.ndim == 2, "linear", "x, w, y must be rank 2");
+  expect(w.is_contiguous() && w.dim(1) == x.dim(1) && y.dim(0) == x.dim(0) && y.dim(1) == w.dim(0),
+         "linear", "shapes x" + x.shape_str() + " w" + w.shape_str() + " y" + y.shape_str());
+  BITEXACT_DISPATCH(linear, ctx, x, w, y);
+}
+
+void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  expect_rows(x, "rms_norm", "x");
+  expect_activation(ctx, x, "rms_norm", "x");
+  expect(out.ndim == x.ndim && out.dim(-1) == x.dim(-1) && out.dim(0) == x.dim(0), "rms_norm",
+         "out" + out.shape_str() + " vs x" + x.shape_str());
+  expect(weight.numel() == x.dim(-1), "rms_norm", "weight length != row length");
+  BITEXACT_DISPATCH(rms_norm, ctx, x, weight, eps, out);
+}
+
+void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, const Tensor& weight,
+                  float eps, Tensor& out) {
+  expect(residual.ndim == 2 && x.ndim == 2 && out.ndim == 2, "add_rms_norm", "rank 2 expected");
+  expect(residual.dim(0) == x.dim(0) && residual.dim(1) == x.dim(1) && out.dim(1) == x.dim(1),
+         "add_rms_norm", "shapes differ");
+  expect(weight.numel() == x.dim(1), "add_rms_norm", "weight length != row length");
+  BITEXACT_DISPATCH(add_rms_norm, ctx, residual, x, weight, eps, out);
+}
+
+void rope(const ExecContext& ctx, Tensor& x, const Tensor& positions, const Tensor& cos_sin,
+          bool interleaved) {
+  expect(x.ndim == 3 && x.stride[2] == 1, "rope", "x must be [M, H, Dh] with contiguous Dh");
+  expect(x.dim(2) % 2 == 0 && cos_sin.dim(1) == x.dim(2), "rope", "cos_sin width != head_dim");
+  expect(positions.dtype == DType::kI32 && positions.numel() == x.dim(0), "rope", "positions");
+  BITEXACT_DISPATCH(rope, ctx, x, positions, cos_sin, interleaved);
+}
+
+void silu_mul(const ExecContext& ctx, const Tensor& gate_up, Tensor& out) {
+  expect(gate_up.ndim == 2 && out.ndim == 2 && gate_up.dim(1) == 2 * out.dim(1) &&
+             gate_up.dim(0) == out.dim(0),
+         "silu_mul", "gate_up" + gate_up.shape_str() + " out" + out.shape_str());
+  BITEXACT_DISPATCH(silu_mul, ctx, gate_up, out);
+}
+
+void embedding(const ExecContext& ctx, const Tensor& table, const Tensor& ids, Tensor& out) {
+  expect(table.ndim == 2 && out.ndim == 2 && out.dim(1) == table.dim(1), "embedding", "shapes");
+  expect(ids.dtype == DType::kI32 && ids.numel() == out.dim(0), "embedding", "ids");
+  BITEXACT_DISPATCH(embedding, ctx, table, ids, out);
+}
+
+void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Tensor& out) {
+  expect(x.ndim == 2 && out.ndim == 2 && out.dim(1) == x.dim(1), "gather_rows", "shapes");
+  expect(rows.dtype == DType::kI32 && rows.numel() == out.dim(0), "gather_rows", "rows");
+  BITEXACT_DISPATCH(gather_rows, ctx, x, rows, out);
+}
+
+void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, const Tensor& slots,
+                    Tensor& k_cache, Tensor& v_cache) {
+  expect(k.ndim == 3 && v.ndim == 3 && k_cache.ndim == 4 && v_cache.ndim == 4, "kv_cache_write",
+         "k, v are [M,Hkv,Dh]; caches [blocks, block_size, Hkv, Dh]");
+  expect(k.dim(1) == k_cache.dim(2) && k.dim(2) == k_cache.dim(3), "kv_cache_write", "head shape");
+  expect(slots.dtype == DType::kI32 && slots.numel() == k.dim(0), "kv_cache_write", "slots");
+  BITEXACT_DISPATCH(kv_cache_write, ctx, k, v, slots, k_cache, v_cache);
+}
+
+void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
+               const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out) {
+  expect(q.ndim == 3 && out.ndim == 3 && k_cache.ndim == 4, "attention", "ranks");
+  expect(q.dim(2) == k_cache.dim(3) && q.dim(1) % k_cache.dim(2) == 0, "attention",
+         "q heads must be a multiple of kv heads with equal head_dim");
+  expect(meta.token_seq.numel() == q.dim(0) && meta.token_pos.numel() == q.dim(0), "attention",
+         "meta length != tokens");
+  expect(meta.block_size == k_cache.dim(1), "attention", "block size");
+  BITEXACT_DISPATCH(attention, ctx, q, k_cache, v_cache, meta, scale, out);
+}
+
+void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
+  expect(logits.ndim == 2 && out.ndim == 2 && out.dtype == DType::kF32, "log_softmax", "shapes");
+  BITEXACT_DISPATCH(log_softmax, ctx, logits, out);
+}
+
+void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst) {
+  expect(src.numel() == dst.numel(), "copy", "element counts differ");
+  if (src.device == Device::kCpu && dst.device == Device::kCpu) return cpu::copy(ctx, src, dst);
+#ifdef BITEXACT_WITH_CUDA
+  cuda::copy(ctx, src, dst);
+#else
+  fail(ErrorKind::kUnsupported, "this build has no CUDA backend");
+#endif
+}
+
+void synchronize(const ExecContext& ctx) { BITEXACT_DISPATCH(synchronize, ctx); }
+
+}  // namespace bitexact::ops

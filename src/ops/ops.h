@@ -1,0 +1,89 @@
+// The one op interface of bitexact: free functions on tensor views plus an execution context.
+// ops/cpu and ops/cuda implement it; dispatch.cc picks one by ctx.device. Shapes are checked here
+// once (check_*), kernels below trust them. Every op is batch-invariant when
+// ctx.batch_invariant is set: a row's result depends on that row's inputs and the weights only
+// (ARCHITECTURE.md section 2). With it unset, ops may choose reduction orders by batch size, as
+// cuBLAS heuristics and split-KV attention do; that mode exists to measure the cost of the
+// contract and to prove the invariance tests can fail.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace bitexact {
+class ThreadPool;
+}
+
+namespace bitexact::ops {
+
+struct ExecContext {
+  Device device = Device::kCpu;
+  bool batch_invariant = true;
+  ThreadPool* pool = nullptr;  // CPU: worker threads (nullptr: the default pool)
+  void* stream = nullptr;      // CUDA: cudaStream_t
+};
+
+// Attention keys are visited in chunks of this many positions, aligned to absolute position
+// ([0,S), [S,2S), ...). Each chunk gives a partial (max, sum, output) and partials merge left to
+// right with merge_attention_partials' arithmetic. Every attention kernel (prefill, decode, CPU,
+// CUDA) keeps this structure, so a token's output does not depend on which kernel ran it.
+constexpr int kAttentionChunk = 256;
+
+// Per-token metadata for attention over a paged KV cache. All I32 tensors live on ctx.device.
+struct AttentionMeta {
+  Tensor token_seq;    // I32 [M]: index of the sequence (row of block_table) of each query token
+  Tensor token_pos;    // I32 [M]: absolute position; the token attends keys at positions [0, pos]
+  Tensor block_table;  // I32 [num_seqs, max_blocks]: physical block of each logical KV block
+  int block_size = 16;     // positions per KV block
+  int max_positions = 0;   // host-side upper bound on pos + 1 over the batch (sizes launch grids)
+};
+
+// y[M,N] = x[M,K] * w[N,K]^T, accumulated in f32 over K in one order fixed by (N, K).
+// x, y: activation dtype (f32 on CPU, bf16 on CUDA); w: f32, bf16 or f16. Rows of x and y may be
+// strided (stride[0] >= K or N); the last dimension is contiguous.
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y);
+
+// out[R,D] = x / sqrt(mean(x^2) + eps) * weight[D]. x may be [R,D] or [M,H,D] (per-head norm,
+// qwen3's q/k norm); out has the same shape and may alias x.
+void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+
+// residual[M,D] += x[M,D] (rounded to the residual's dtype), then out = rms_norm(residual).
+void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, const Tensor& weight,
+                  float eps, Tensor& out);
+
+// Rotary embedding in place on x[M,H,Dh] (strided rows allowed). cos_sin[P, Dh]: row p holds
+// cos(p*f_i) for i < Dh/2 then sin(p*f_i); the table is computed once on the host so every device
+// rotates with the same values. interleaved: pairs (2i, 2i+1) (GGUF llama); else (i, i+Dh/2).
+void rope(const ExecContext& ctx, Tensor& x, const Tensor& positions, const Tensor& cos_sin,
+          bool interleaved);
+
+// out[M,F] = silu(gate_up[:, :F]) * gate_up[:, F:]
+void silu_mul(const ExecContext& ctx, const Tensor& gate_up, Tensor& out);
+
+// out[M,D] = table[ids[m], :], converted to out's dtype. ids: I32 [M], checked against V.
+void embedding(const ExecContext& ctx, const Tensor& table, const Tensor& ids, Tensor& out);
+
+// out[i,:] = x[rows[i], :]. rows: I32 [R].
+void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Tensor& out);
+
+// Writes k[M,Hkv,Dh] and v into the paged caches [num_blocks, block_size, Hkv, Dh] at
+// slots[M] (slot = block * block_size + offset).
+void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, const Tensor& slots,
+                    Tensor& k_cache, Tensor& v_cache);
+
+// out[M,Hq,Dh] = softmax(q k^T * scale) v over keys [0, pos] of the token's sequence, GQA with
+// Hq / Hkv query heads per KV head. See kAttentionChunk for the reduction order.
+void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
+               const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
+
+// out[M,V] = log_softmax(logits[M,V]) in f32.
+void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
+
+// Copies between tensors of equal shape, converting dtype and crossing devices as needed.
+void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
+
+// Waits for queued device work (no-op on CPU).
+void synchronize(const ExecContext& ctx);
+
+}  // namespace bitexact::ops
