@@ -1,0 +1,102 @@
+// Greedy, temperature, top-k, top-p and min-p sampling by inverse CDF over candidates sorted by
+// (probability desc, token id asc), with logprobs from the model's raw log-softmax.
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/philox.h"
+#include "ops/ops.h"
+
+namespace bitexact::engine {
+
+void SamplingParams::validate() const {
+  auto bad = [](const std::string& m) { fail(ErrorKind::kInvalidArgument, m); };
+  if (max_tokens < 1) bad("max_tokens must be at least 1");
+  if (min_tokens < 0 || min_tokens > max_tokens) bad("min_tokens must be between 0 and max_tokens");
+  if (!(temperature >= 0.0) || !std::isfinite(temperature)) bad("temperature must be a finite number >= 0");
+  if (!(top_p > 0.0 && top_p <= 1.0)) bad("top_p must be in (0, 1]");
+  if (top_k < -1) bad("top_k must be -1, 0 (off) or positive");
+  if (!(min_p >= 0.0 && min_p <= 1.0)) bad("min_p must be in [0, 1]");
+  if (logprobs < -1 || logprobs > 20) bad("logprobs must be between 0 and 20");
+}
+
+SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams& p, uint64_t seed,
+                             uint64_t token_index, std::span<const int32_t> banned) {
+  const int64_t V = int64_t(logits.size());
+  logprobs_.resize(size_t(V));
+  ops::ExecContext cpu;  // one row: the CPU log-softmax, the same code as everywhere else
+  Tensor in = Tensor::view(const_cast<float*>(logits.data()), DType::kF32, {1, V});
+  Tensor out = Tensor::view(logprobs_.data(), DType::kF32, {1, V});
+  ops::log_softmax(cpu, in, out);
+
+  auto allowed = [&](int32_t t) { return std::find(banned.begin(), banned.end(), t) == banned.end(); };
+  SampleResult r;
+  if (p.greedy()) {
+    float best = -INFINITY;
+    for (int32_t t = 0; t < V; ++t)
+      if (logits[t] > best && allowed(t)) best = logits[t], r.token = t;  // strict >: lowest id wins ties
+    if (r.token < 0) r.token = 0;
+  } else {
+    // Candidates sorted by (logit desc, id asc); the scaled softmax keeps that order.
+    order_.resize(size_t(V));
+    std::iota(order_.begin(), order_.end(), 0);
+    auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    int64_t keep = V;
+    if (p.top_k > 0 && p.top_k < V) {
+      std::partial_sort(order_.begin(), order_.begin() + p.top_k, order_.end(), by_logit);
+      keep = p.top_k;
+    } else {
+      std::sort(order_.begin(), order_.end(), by_logit);
+    }
+    order_.erase(std::remove_if(order_.begin(), order_.begin() + keep, [&](int32_t t) { return !allowed(t); }),
+                 order_.begin() + keep);
+    keep = std::min<int64_t>(keep, int64_t(order_.size()));
+    if (keep == 0) fail(ErrorKind::kInvalidArgument, "every token is banned at this step");
+    const double mx = logits[order_[0]];
+    weights_.resize(size_t(keep));
+    double total = 0;
+    for (int64_t i = 0; i < keep; ++i) total += weights_[i] = std::exp((double(logits[order_[i]]) - mx) / p.temperature);
+    if (p.min_p > 0) {  // drop candidates below min_p times the most likely one (weights_[0] == 1)
+      int64_t n = 0;
+      while (n < keep && weights_[n] >= p.min_p) ++n;
+      keep = std::max<int64_t>(n, 1);
+      total = std::accumulate(weights_.begin(), weights_.begin() + keep, 0.0);
+    }
+    if (p.top_p < 1.0) {  // the smallest prefix whose mass reaches top_p
+      double cum = 0;
+      int64_t n = 0;
+      while (n < keep) {
+        cum += weights_[n++];
+        if (cum >= p.top_p * total) break;
+      }
+      keep = n;
+      total = cum;
+    }
+    const double u = philox_uniform(seed, token_index) * total;
+    double cum = 0;
+    r.token = order_[keep - 1];
+    for (int64_t i = 0; i < keep; ++i) {
+      cum += weights_[i];
+      if (u < cum) {
+        r.token = order_[i];
+        break;
+      }
+    }
+  }
+  r.logprob = logprobs_[r.token];
+  if (p.logprobs > 0) {
+    order_.resize(size_t(V));
+    std::iota(order_.begin(), order_.end(), 0);
+    const int n = int(std::min<int64_t>(p.logprobs, V));
+    std::partial_sort(order_.begin(), order_.begin() + n, order_.end(), [&](int32_t a, int32_t b) {
+      return logprobs_[a] > logprobs_[b] || (logprobs_[a] == logprobs_[b] && a < b);
+    });
+    for (int i = 0; i < n; ++i) r.top.emplace_back(order_[i], logprobs_[order_[i]]);
+  }
+  return r;
+}
+
+}  // namespace bitexact::engine

@@ -1,0 +1,33 @@
+// Token sampling from one row of logits. A draw uses the counter-based RNG keyed by
+// (request seed, token index), never a shared generator, and ties break to the lowest token id,
+// so a sample is a function of (logits, params, seed, index) alone (ARCHITECTURE.md rule 6).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "engine/sampling_params.h"
+
+namespace bitexact::engine {
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;                         // of `token` under the model's raw distribution
+  std::vector<std::pair<int32_t, float>> top;   // top-N (token, logprob), highest first
+};
+
+class Sampler {
+ public:
+  // `banned`: token ids that may not be sampled now (EOS before min_tokens).
+  SampleResult sample(std::span<const float> logits, const SamplingParams& params, uint64_t seed,
+                      uint64_t token_index, std::span<const int32_t> banned = {});
+
+ private:
+  std::vector<float> logprobs_;
+  std::vector<int32_t> order_;
+  std::vector<double> weights_;
+};
+
+}  // namespace bitexact::engine

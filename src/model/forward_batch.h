@@ -1,0 +1,32 @@
+// The batch a forward pass runs on, passed explicitly (no global context): one row per token,
+// each with its position, its sequence and the KV slot it writes, plus each sequence's block
+// table and which rows want logits.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace bitexact::model {
+
+struct ForwardBatch {
+  std::vector<int32_t> token_ids;    // [M]
+  std::vector<int32_t> positions;    // [M] absolute position in its sequence
+  std::vector<int32_t> token_seq;    // [M] row of block_table
+  std::vector<int32_t> slots;        // [M] KV slot written: block * block_size + offset
+  std::vector<int32_t> block_table;  // [num_seqs * max_blocks]
+  int num_seqs = 0;
+  int max_blocks = 0;
+  std::vector<int32_t> logit_rows;   // rows whose logits are returned, in this order
+
+  int num_tokens() const { return int(token_ids.size()); }
+  int max_position() const;  // max over positions, +1
+};
+
+// One layer's paged caches, [num_blocks, block_size, Hkv, Dh] each.
+struct LayerKv {
+  Tensor k, v;
+};
+
+}  // namespace bitexact::model

@@ -1,0 +1,120 @@
+// The model against Hugging Face transformers: tiny random checkpoints (fixtures/, made by
+// scripts/fixtures/make_fixtures.py) give logits within tolerance and equal greedy tokens; and
+// the real stories260K GGUF continues "Once upon a time" as documented.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/gguf.h"
+#include "kv/kv_cache.h"
+#include "model/model.h"
+
+using namespace bitexact;
+using namespace bitexact::model;
+
+namespace {
+
+const std::string kFixtures = std::string(BITEXACT_SOURCE_DIR) + "/fixtures/";
+
+struct Runner {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<kv::KvCache> cache;
+  std::vector<LayerKv> layers;
+
+  explicit Runner(const std::string& path) {
+    model = Model::load(path, {});
+    const auto& c = model->config();
+    cache = std::make_unique<kv::KvCache>(
+        kv::KvCacheShape{int(c.num_hidden_layers), 64, 16, int(c.num_key_value_heads), int(c.head_dim)},
+        Device::kCpu, model->kv_dtype());
+    for (int l = 0; l < c.num_hidden_layers; ++l) layers.push_back({cache->k(l), cache->v(l)});
+  }
+  // Prefills `prompt` (positions from `start`), returning logits of every row.
+  std::vector<float> step(const std::vector<int32_t>& tokens, int start) {
+    ForwardBatch b;
+    b.token_ids = tokens;
+    b.num_seqs = 1;
+    b.max_blocks = 64;
+    for (int i = 0; i < 64; ++i) b.block_table.push_back(63 - i);  // blocks out of order on purpose
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      int p = start + int(i);
+      b.positions.push_back(p);
+      b.token_seq.push_back(0);
+      b.slots.push_back(b.block_table[p / 16] * 16 + p % 16);
+      b.logit_rows.push_back(int(i));
+    }
+    std::vector<float> logits;
+    model->forward(b, layers, logits);
+    return logits;
+  }
+  std::vector<int32_t> greedy(std::vector<int32_t> prompt, int n) {
+    std::vector<int32_t> out;
+    std::vector<float> logits = step(prompt, 0);
+    int pos = int(prompt.size());
+    const int64_t V = model->config().vocab_size;
+    for (int i = 0; i < n; ++i) {
+      const float* last = logits.data() + logits.size() - V;
+      int32_t best = int32_t(std::max_element(last, last + V) - last);  // first maximum
+      out.push_back(best);
+      logits = step({best}, pos++);
+    }
+    return out;
+  }
+};
+
+std::vector<float> read_f32(const std::string& path, size_t n) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<float> v(n);
+  f.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * 4));
+  EXPECT_TRUE(f.good()) << path;
+  return v;
+}
+
+void check_fixture(const std::string& name, double tolerance) {
+  const std::string dir = kFixtures + name;
+  nlohmann::json ref = nlohmann::json::parse(std::ifstream(dir + "/reference.json"));
+  const auto& r = ref["references"]["f32"];
+  const int64_t V = r["vocab"];
+  std::vector<float> expected = read_f32(dir + "/" + r["logits_file"].get<std::string>(), size_t(r["rows"]) * V);
+  Runner run(dir);
+  size_t row = 0;
+  double worst = 0;
+  for (size_t p = 0; p < ref["prompts"].size(); ++p) {
+    std::vector<int32_t> prompt = ref["prompts"][p].get<std::vector<int32_t>>();
+    std::vector<float> got = run.step(prompt, 0);
+    for (size_t i = 0; i < got.size(); ++i) {
+      double e = expected[row * V + i];
+      worst = std::max(worst, std::abs(got[i] - e) / (1.0 + std::abs(e)));
+    }
+    row += prompt.size();
+    EXPECT_EQ(run.greedy(prompt, 16), r["greedy"][p].get<std::vector<int32_t>>()) << name << " prompt " << p;
+  }
+  EXPECT_LT(worst, tolerance) << name;
+  std::printf("%s: max |logit - HF| / (1 + |HF|) = %.3g\n", name.c_str(), worst);
+}
+
+}  // namespace
+
+// f32 checkpoints vs transformers in f32 on CPU: both accumulate in f32 but in different orders
+// (and libm vs SLEEF exp/cos), so logits agree to a few ulps of their magnitude (7e-7 measured): 1e-5 relative.
+TEST(ModelVsTransformers, Qwen3TiedF32) { check_fixture("qwen3-tiny-f32-tied", 1e-5); }
+TEST(ModelVsTransformers, Qwen3UntiedF32) { check_fixture("qwen3-tiny-f32-untied", 1e-5); }
+TEST(ModelVsTransformers, LlamaF32) { check_fixture("llama-tiny-f32", 1e-5); }
+// bf16 weights, computed by us with f32 activations, vs transformers on the same weights upcast
+// to f32: the same function, so the same tolerance.
+TEST(ModelVsTransformers, Qwen3Bf16WeightsVsF32Reference) { check_fixture("qwen3-tiny-bf16", 1e-5); }
+
+TEST(Stories260K, GreedyContinuationOfOnceUponATime) {
+  const std::string path = std::string(BITEXACT_SHARED_DIR) + "/models/stories260K.gguf";
+  Runner run(path);
+  std::vector<int32_t> got = run.greedy({1, 403, 407, 261, 378}, 12);
+  // Spelled with the file's own vocabulary pieces (SentencePiece: U+2581 is a space), so this
+  // does not depend on the tokenizer layer.
+  std::vector<std::string> pieces = io::GgufFile::open(path).get_string_array("tokenizer.ggml.tokens");
+  std::string text;
+  for (int32_t t : got) text += pieces.at(size_t(t));
+  for (size_t at; (at = text.find("\xe2\x96\x81")) != std::string::npos;) text.replace(at, 3, " ");
+  EXPECT_EQ(text.rfind(", there was a little girl named Lily", 0), 0u) << text;
+}

@@ -1,0 +1,186 @@
+// Weight loading for llama and qwen3 from Hugging Face safetensors folders and GGUF files:
+// name mapping, shape and dtype checks, q/k/v and gate/up fusion, and upload to the device.
+#include "model/weights.h"
+
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <optional>
+
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "ops/ops.h"
+
+namespace bitexact::model {
+namespace {
+
+namespace fs = std::filesystem;
+using Lookup = std::function<std::optional<Tensor>(const std::string&)>;
+
+// Canonical (Hugging Face) names; GGUF names are derived from them.
+std::string gguf_name(const std::string& hf) {
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  static const std::pair<const char*, const char*> kLayer[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  const std::string prefix = "model.layers.";
+  size_t dot = hf.find('.', prefix.size());
+  std::string layer = hf.substr(prefix.size(), dot - prefix.size());
+  std::string rest = hf.substr(dot + 1);
+  for (auto& [from, to] : kLayer)
+    if (rest == from) return "blk." + layer + "." + to;
+  return hf;
+}
+
+class Loader {
+ public:
+  Loader(Lookup lookup, ModelWeights& w, Device device) : lookup_(std::move(lookup)), w_(w), device_(device) {}
+
+  // The named tensor, checked against the expected shape.
+  Tensor get(const std::string& name, std::initializer_list<int64_t> shape) {
+    std::optional<Tensor> t = lookup_(name);
+    if (!t) fail(ErrorKind::kFormat, "checkpoint is missing tensor `" + name + "`");
+    check_shape(name, *t, shape);
+    return place(*t);
+  }
+  std::optional<Tensor> get_optional(const std::string& name, std::initializer_list<int64_t> shape) {
+    if (!lookup_(name)) return std::nullopt;
+    return get(name, shape);
+  }
+  // Rows of several [r_i, K] tensors stacked into one [sum r_i, K] tensor.
+  Tensor fused(const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols) {
+    std::vector<Tensor> ts;
+    int64_t rows = 0;
+    for (auto& [name, r] : parts) {
+      std::optional<Tensor> t = lookup_(name);
+      if (!t) fail(ErrorKind::kFormat, "checkpoint is missing tensor `" + name + "`");
+      check_shape(name, *t, {r, cols});
+      if (!ts.empty() && t->dtype != ts[0].dtype)
+        fail(ErrorKind::kFormat, "tensor `" + name + "` has dtype " + std::string(dtype_name(t->dtype)) +
+                                     " unlike the tensors it is fused with");
+      ts.push_back(*t);
+      rows += r;
+    }
+    w_.owned.emplace_back(size_t(rows * cols) * dtype_size(ts[0].dtype), Device::kCpu);
+    char* dst = static_cast<char*>(w_.owned.back().data());
+    for (const Tensor& t : ts) {
+      std::memcpy(dst, t.data, t.nbytes());
+      dst += t.nbytes();
+    }
+    return place(w_.owned.back().as(ts[0].dtype, {rows, cols}));
+  }
+
+ private:
+  static void check_shape(const std::string& name, const Tensor& t, std::initializer_list<int64_t> shape) {
+    bool ok = t.ndim == int(shape.size());
+    int i = 0;
+    for (int64_t s : shape) ok = ok && t.shape[i++] == s;
+    if (!ok) {
+      Tensor want = Tensor::view(nullptr, t.dtype, shape);
+      fail(ErrorKind::kFormat, "tensor `" + name + "` has shape " + t.shape_str() + ", expected " +
+                                   want.shape_str() + " from config.json");
+    }
+    if (t.dtype != DType::kF32 && t.dtype != DType::kBF16 && t.dtype != DType::kF16)
+      fail(ErrorKind::kUnsupported, "tensor `" + name + "` has dtype " + std::string(dtype_name(t.dtype)));
+  }
+  // CPU: the view as is. CUDA: a bf16 copy on the device (the CUDA kernels read bf16 weights).
+  Tensor place(const Tensor& t) {
+    if (device_ == Device::kCpu) return t;
+    ops::ExecContext ctx;
+    ctx.device = Device::kCuda;
+    w_.owned.emplace_back(size_t(t.numel()) * 2, Device::kCuda);
+    Tensor d = t;
+    d.data = w_.owned.back().data();
+    d.dtype = DType::kBF16;
+    d.device = Device::kCuda;
+    ops::copy(ctx, t, d);
+    ops::synchronize(ctx);
+    return d;
+  }
+
+  Lookup lookup_;
+  ModelWeights& w_;
+  Device device_;
+};
+
+void load_layers(Loader& L, ModelWeights& w) {
+  const io::ModelConfig& c = w.config;
+  const int64_t H = c.hidden_size, Dh = c.head_dim, I = c.intermediate_size;
+  const int64_t q_rows = c.num_attention_heads * Dh, kv_rows = c.num_key_value_heads * Dh;
+  const bool qk_norm = c.arch == io::Architecture::kQwen3;
+  w.embed = L.get("model.embed_tokens.weight", {c.vocab_size, H});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    LayerWeights lw;
+    lw.attn_norm = L.get(p + "input_layernorm.weight", {H});
+    lw.wqkv = L.fused({{p + "self_attn.q_proj.weight", q_rows},
+                       {p + "self_attn.k_proj.weight", kv_rows},
+                       {p + "self_attn.v_proj.weight", kv_rows}}, H);
+    if (qk_norm) {
+      lw.q_norm = L.get(p + "self_attn.q_norm.weight", {Dh});
+      lw.k_norm = L.get(p + "self_attn.k_norm.weight", {Dh});
+    }
+    lw.wo = L.get(p + "self_attn.o_proj.weight", {H, q_rows});
+    lw.mlp_norm = L.get(p + "post_attention_layernorm.weight", {H});
+    lw.w_gate_up = L.fused({{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, H);
+    lw.w_down = L.get(p + "mlp.down_proj.weight", {H, I});
+    w.layers.push_back(lw);
+  }
+  w.final_norm = L.get("model.norm.weight", {H});
+  std::optional<Tensor> head = c.tie_word_embeddings ? std::nullopt
+                                                      : L.get_optional("lm_head.weight", {c.vocab_size, H});
+  if (!head && !c.tie_word_embeddings)
+    fail(ErrorKind::kFormat, "checkpoint has no `lm_head.weight` and config.json does not tie embeddings");
+  w.lm_head = head ? *head : w.embed;
+}
+
+void check_supported(const io::ModelConfig& c) {
+  if (c.arch == io::Architecture::kQwen3Moe)
+    fail(ErrorKind::kUnsupported, "architecture qwen3_moe is parsed but not runnable yet");
+  if (c.attention_bias) fail(ErrorKind::kUnsupported, "attention_bias = true is not supported");
+}
+
+}  // namespace
+
+ModelWeights load_weights(const std::string& path, Device device) {
+  ModelWeights w;
+  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") {
+    auto gguf = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
+    w.config = io::model_config_from_gguf(*gguf);
+    check_supported(w.config);
+    w.keep_alive.push_back(gguf);
+    Loader loader([gguf](const std::string& name) -> std::optional<Tensor> {
+      const io::GgufTensorInfo* info = gguf->find_tensor(gguf_name(name));
+      if (!info) return std::nullopt;
+      return gguf->tensor(*info);
+    }, w, device);
+    load_layers(loader, w);
+    return w;
+  }
+  if (!fs::is_directory(path))
+    fail(ErrorKind::kIo, "model path `" + path + "` is neither a .gguf file nor a folder");
+  w.config = io::load_model_config((fs::path(path) / "config.json").string());
+  check_supported(w.config);
+  auto ckpt = std::make_shared<io::SafetensorsCheckpoint>(io::SafetensorsCheckpoint::open(path));
+  w.keep_alive.push_back(ckpt);
+  Loader loader([ckpt](const std::string& name) -> std::optional<Tensor> {
+    if (!ckpt->find(name)) return std::nullopt;
+    return ckpt->tensor(name);
+  }, w, device);
+  load_layers(loader, w);
+  return w;
+}
+
+}  // namespace bitexact::model
