@@ -125,6 +125,11 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
   BITEXACT_DISPATCH(log_softmax, ctx, logits, out);
 }
 
+void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset) {
+  expect(t.is_contiguous() && t.dtype != DType::kI32, "fill_uniform", "contiguous float tensor");
+  BITEXACT_DISPATCH(fill_uniform, ctx, t, seed, scale, offset);
+}
+
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst) {
   expect(src.numel() == dst.numel(), "copy", "element counts differ");
   if (src.device == Device::kCpu && dst.device == Device::kCpu) return cpu::copy(ctx, src, dst);

@@ -80,6 +80,10 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
 // out[M,V] = log_softmax(logits[M,V]) in f32.
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
 
+// t[i] = offset + scale * (2u - 1), u uniform in [0,1) from Philox(seed, i): dummy weights
+// (`--load-format dummy`), the same values on every device. t must be contiguous.
+void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset);
+
 // Copies between tensors of equal shape, converting dtype and crossing devices as needed.
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
 

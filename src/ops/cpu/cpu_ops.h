@@ -20,6 +20,7 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
                const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
+void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset);
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
 void synchronize(const ExecContext& ctx);
 

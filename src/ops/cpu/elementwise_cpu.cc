@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/philox.h"
 #include "core/thread_pool.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/rows.h"
@@ -112,6 +113,12 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
                     static_cast<char*>(v_cache.data) + dst * dtype_size(v_cache.dtype), v_cache.dtype, dh);
       }
     }
+  });
+}
+
+void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset) {
+  pool_of(ctx).parallel_for(t.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) store_from_f32(t.data, t.dtype, i, philox_symmetric(seed, uint64_t(i), scale, offset));
   });
 }
 

@@ -20,6 +20,7 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
                const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
+void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset);
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
 void synchronize(const ExecContext& ctx);
 
@@ -28,4 +29,14 @@ void synchronize(const ExecContext& ctx);
 namespace bitexact::ops::cuda {
 // Registers cudaMalloc/cudaFree as core's device allocator and picks the device; idempotent.
 void init_cuda_backend(int device_index = 0);
+}  // namespace bitexact::ops::cuda
+
+namespace bitexact::ops::cuda {
+// Streams and graphs (graph.cu). A captured graph replays the exact kernels of the capture.
+void* create_stream();
+void destroy_stream(void* stream);
+void graph_begin_capture(const ExecContext& ctx);
+void* graph_end_capture(const ExecContext& ctx);  // an instantiated cudaGraphExec_t
+void graph_launch(const ExecContext& ctx, void* exec);
+void graph_destroy(void* exec);
 }  // namespace bitexact::ops::cuda

@@ -1,0 +1,242 @@
+// Host side of CUDA attention: checks what the kernels assume, picks the grid (split or fused,
+// both bit-identical), owns the chunk-partial workspace, and in non-invariant mode splits the
+// keys by a batch-dependent factor (FlashDecoding-style) so that invariance tests can fail.
+#include <algorithm>
+#include <mutex>
+
+#include "ops/cuda/attention_control.cuh"
+#include "ops/cuda/attention_fused.cuh"
+#include "ops/cuda/attention_stream.cuh"
+#include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/cuda_ops.h"
+
+namespace bitexact::ops::cuda {
+namespace {
+
+static_assert(attn::kSubTiles * attn::kSubKeys == kAttentionChunk, "sub-tiles must tile a chunk");
+
+AttentionPath g_path = AttentionPath::kAuto;
+bool g_streaming = true;  // split family: stream_kernel (chunks per CTA) or one chunk per CTA
+int g_fused_config = 0;   // fused grid: 0 = 8 warps / 4 K/V sub-tiles, 1 = 4 / 2, 2 = 8 / 2
+
+// Chunk partials: grown with cudaMalloc outside capture, never freed (one per process).
+struct Workspace {
+  std::mutex mu;
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+Workspace& workspace() {
+  static Workspace w;
+  return w;
+}
+
+size_t partial_bytes(int64_t tokens, int64_t splits, int64_t hq, int64_t dh) {
+  return size_t(tokens * hq * splits) * size_t(dh + 2) * sizeof(float);
+}
+
+void* ensure_workspace(size_t bytes, cudaStream_t st) {
+  Workspace& w = workspace();
+  std::lock_guard<std::mutex> lock(w.mu);
+  if (bytes <= w.bytes) return w.ptr;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  BITEXACT_CUDA_CHECK(cudaStreamIsCapturing(st, &cap));
+  if (cap != cudaStreamCaptureStatusNone)
+    fail(ErrorKind::kOutOfResources,
+         "cuda attention: workspace of " + std::to_string(w.bytes) + " bytes is too small (" +
+             std::to_string(bytes) +
+             " needed) during graph capture; call "
+             "reserve_attention_workspace() or run the shape eagerly before capturing");
+  if (w.ptr) BITEXACT_CUDA_CHECK(cudaFree(w.ptr));  // cudaFree waits for kernels using it
+  w.ptr = nullptr;
+  w.bytes = 0;
+  bytes = std::max(bytes, size_t(1) << 20);
+  BITEXACT_CUDA_CHECK(cudaMalloc(&w.ptr, bytes));
+  w.bytes = bytes;
+  return w.ptr;
+}
+
+int sm_count() {
+  static int n = [] {
+    int dev = 0, v = 0;
+    BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+    BITEXACT_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
+// Fused grid configurations (warps per CTA, K/V sub-tiles in flight): speed only, equal bits.
+int fused_rows(int config) { return config == 1 ? 64 : 128; }
+
+template <int DH, int kWarps, int kSlots>
+void launch_fused(const attn::Params& p, cudaStream_t st) {
+  constexpr int smem = attn::fused_smem_bytes<DH, kWarps, kSlots>();
+  static bool configured = [] {
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::fused_kernel<DH, kWarps, kSlots>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return true;
+  }();
+  (void)configured;
+  const int tokens = 16 * kWarps / p.group;
+  dim3 grid(ceil_div(p.M, tokens) * unsigned(p.hkv));
+  attn::fused_kernel<DH, kWarps, kSlots><<<grid, 32 * kWarps, smem, st>>>(p);
+  BITEXACT_CUDA_CHECK_LAUNCH();
+}
+
+template <int DH>
+void launch(const attn::Params& base, bool fused, int splits, cudaStream_t st) {
+  constexpr int kPitch = DH + attn::kPad;
+  attn::Params p = base;
+  if (fused) {
+    switch (g_fused_config) {
+      case 1:
+        launch_fused<DH, 4, 2>(p, st);
+        break;
+      case 2:
+        launch_fused<DH, 8, 2>(p, st);
+        break;
+      default:
+        launch_fused<DH, 8, 4>(p, st);
+        break;
+    }
+    return;
+  }
+  constexpr int smem = 4 * 2 * attn::kSubKeys * kPitch * 2;
+  static bool configured = [] {
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::stream_kernel<DH>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::split_kernel<DH, false>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::split_kernel<DH, true>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return true;
+  }();
+  (void)configured;
+  if (p.subtiles_per_warp == 1 && g_streaming) {
+    // Chunks per CTA: speed only (each chunk's partial is computed the same way). Longer runs
+    // let warps prefetch; keep >= ~2.7 waves of CTAs (3 per SM) for the tail.
+    int cpc = 1;
+    auto ctas = [&](int c) { return int64_t(p.M) * p.hkv * ((splits + c - 1) / c); };
+    while (cpc < 16 && ctas(2 * cpc) >= 8 * sm_count()) cpc *= 2;
+    attn::stream_kernel<DH><<<dim3(unsigned(ctas(cpc))), 128, smem, st>>>(p, cpc);
+  } else {
+    dim3 grid(unsigned(int64_t(p.M) * p.hkv * splits));
+    if (p.subtiles_per_warp == 1)
+      attn::split_kernel<DH, false><<<grid, 128, smem, st>>>(p);
+    else
+      attn::split_kernel<DH, true><<<grid, 128, smem, st>>>(p);
+  }
+  BITEXACT_CUDA_CHECK_LAUNCH();
+  if (splits > 1) {
+    attn::merge_chunks_kernel<DH><<<dim3(unsigned(p.M), unsigned(p.hq)), DH, 0, st>>>(p);
+    BITEXACT_CUDA_CHECK_LAUNCH();
+  }
+}
+
+int log2_exact(int64_t v) {
+  int s = 0;
+  while ((int64_t(1) << s) < v) ++s;
+  return (int64_t(1) << s) == v ? s : -1;
+}
+
+}  // namespace
+
+void set_attention_path(AttentionPath path) { g_path = path; }
+void set_attention_streaming(bool on) { g_streaming = on; }
+void set_attention_fused_config(int config) { g_fused_config = config; }
+
+void reserve_attention_workspace(int64_t tokens, int64_t max_positions, int64_t q_heads,
+                                 int64_t head_dim) {
+  const int64_t splits = (max_positions + kAttentionChunk - 1) / kAttentionChunk;
+  ensure_workspace(partial_bytes(tokens, splits, q_heads, head_dim), nullptr);
+}
+
+size_t attention_workspace_bytes() { return workspace().bytes; }
+
+void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
+               const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out) {
+  const int64_t M = q.dim(0), hq = q.dim(1), dh = q.dim(2), hkv = k_cache.dim(2);
+  if (M == 0) return;
+  if (q.dtype != DType::kBF16 || out.dtype != DType::kBF16 || k_cache.dtype != DType::kBF16 ||
+      v_cache.dtype != DType::kBF16)
+    unsupported("attention", "q, out and the KV caches must be BF16");
+  if (dh != 64 && dh != 128)
+    unsupported("attention", "head_dim must be 64 or 128, got " + std::to_string(dh));
+  const int64_t group = hq / hkv;
+  if (group > 16) unsupported("attention", "more than 16 query heads per kv head");
+  const int shift = log2_exact(meta.block_size);
+  if (shift < 0) unsupported("attention", "block_size must be a power of two");
+  for (int i = 0; i < 3; ++i)
+    if (k_cache.stride[i] != v_cache.stride[i] || k_cache.stride[i] % 8 != 0)
+      unsupported("attention", "caches must share a layout with 16-byte aligned rows");
+  if (k_cache.stride[3] != 1 || q.stride[2] != 1 || out.stride[2] != 1 || q.stride[0] % 2 ||
+      q.stride[1] % 2)
+    unsupported("attention", "head_dim must be contiguous, q rows 4-byte aligned");
+  if (meta.max_positions <= 0) unsupported("attention", "meta.max_positions must be set");
+
+  const int64_t chunks = (meta.max_positions + kAttentionChunk - 1) / kAttentionChunk;
+  const int64_t num_seqs = meta.block_table.dim(0);
+  cudaStream_t st = stream_of(ctx);
+
+  // Batch-invariant: one chunk = 256 keys for every batch. Non-invariant: FlashDecoding-style,
+  // grow the split while the grid still has >= 4 CTAs per SM: fewer partials for big batches.
+  int spw = 1;
+  if (!ctx.batch_invariant) {
+    const int64_t ctas = M * hkv * chunks;
+    while (spw < 16 && ctas / (2 * spw) >= 4 * sm_count()) spw *= 2;
+  }
+  const int64_t splits = (chunks + spw - 1) / spw;
+  const size_t ws_bytes = partial_bytes(M, splits, hq, dh);
+  constexpr size_t kSplitCap = size_t(512) << 20;
+
+  // Which grid: speed only, both give the same bits. Fused when tokens share sequences (prefill)
+  // and its grid fills the GPU, or when the split workspace would be too large.
+  bool fused;
+  if (g_path == AttentionPath::kSplit)
+    fused = false;
+  else if (g_path == AttentionPath::kFused)
+    fused = true;
+  else {
+    const int64_t tokens_per_cta = fused_rows(g_fused_config) / group;
+    const int64_t fused_ctas = (M + tokens_per_cta - 1) / tokens_per_cta * hkv;
+    fused = ctx.batch_invariant && M >= 2 * num_seqs && fused_ctas >= sm_count();
+    if (ws_bytes > kSplitCap) fused = true;
+  }
+  if (fused && spw != 1) spw = 1;  // the fused grid is always the invariant chunking
+
+  attn::Params p{};
+  p.q = q.ptr<__nv_bfloat16>();
+  p.q_s0 = q.stride[0];
+  p.q_s1 = q.stride[1];
+  p.k_cache = k_cache.ptr<__nv_bfloat16>();
+  p.v_cache = v_cache.ptr<__nv_bfloat16>();
+  p.c_s0 = k_cache.stride[0];
+  p.c_s1 = k_cache.stride[1];
+  p.c_s2 = k_cache.stride[2];
+  p.token_seq = meta.token_seq.ptr<int32_t>();
+  p.token_pos = meta.token_pos.ptr<int32_t>();
+  p.block_table = meta.block_table.ptr<int32_t>();
+  p.bt_s0 = meta.block_table.stride[0];
+  p.block_shift = shift;
+  p.out = out.ptr<__nv_bfloat16>();
+  p.o_s0 = out.stride[0];
+  p.o_s1 = out.stride[1];
+  p.M = int(M);
+  p.hq = int(hq);
+  p.hkv = int(hkv);
+  p.group = int(group);
+  p.scale_log2 = float(double(scale) * 1.4426950408889634);
+  p.max_splits = int(splits);
+  p.subtiles_per_warp = spw;
+  if (!fused && splits > 1) {
+    float* ws = static_cast<float*>(ensure_workspace(ws_bytes, st));
+    p.part_o = ws;
+    p.part_ml = ws + M * hq * splits * dh;
+  }
+  if (dh == 64)
+    launch<64>(p, fused, int(splits), st);
+  else
+    launch<128>(p, fused, int(splits), st);
+}
+
+}  // namespace bitexact::ops::cuda

@@ -1,0 +1,28 @@
+// Host-side controls of CUDA attention that are not part of ops.h: the scratch workspace for
+// chunk partials (reserve it before capturing a CUDA graph) and, for tests, forcing one grid.
+// Plain C++ declarations, includable from .cc files.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace bitexact::ops::cuda {
+
+// Which attention grid runs. kAuto picks by shape (speed only: both give equal bits).
+enum class AttentionPath { kAuto, kSplit, kFused };
+void set_attention_path(AttentionPath path);
+// The split grid runs several chunks per CTA with prefetch (default) or one chunk per CTA; the
+// bits are the same, tests compare both.
+void set_attention_streaming(bool on);
+// The fused (prefill) grid's shape: 0 = 8 warps x 4 K/V sub-tiles in flight (default),
+// 1 = 4 warps x 2, 2 = 8 warps x 2. Speed only; tests compare the bits.
+void set_attention_fused_config(int config);
+
+// Grows the chunk-partial workspace to cover a batch of `tokens` query tokens with up to
+// `max_positions` keys each, `q_heads` heads of `head_dim`. attention() grows it on demand when it
+// runs eagerly; during graph capture it cannot allocate and throws if the workspace is too small.
+void reserve_attention_workspace(int64_t tokens, int64_t max_positions, int64_t q_heads,
+                                 int64_t head_dim);
+size_t attention_workspace_bytes();
+
+}  // namespace bitexact::ops::cuda

@@ -1,0 +1,233 @@
+// ops::cuda::linear: y[M,N] = x[M,K] * w[N,K]^T in bf16 with f32 accumulation. The batch-
+// invariant path (linear_kernel.cuh) picks a tile configuration by M for speed while the K order
+// comes from linear_plan(N, K) alone; the non-invariant path is cuBLASLt (linear_cublaslt.cu).
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <unordered_map>
+
+#include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/linear_cuda.cuh"
+#include "ops/cuda/linear_kernel.cuh"
+
+namespace bitexact::ops::cuda {
+namespace linear_detail {
+namespace {
+
+// Split K until ~kTargetCtas CTAs of 64 columns exist at decode sizes. A constant of the build,
+// never read from the device: v2 tuning on the H100 found 128 (S about half of 264's) best.
+constexpr int kTargetCtas = 128;
+constexpr int kMinChunk = 256;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Per-device scratch of the split path: chunk partials and arrival counters. It only grows, on
+// the first call of a larger shape, so steady-state calls (and graph replays) never allocate.
+struct SplitWorkspace {
+  float* partial = nullptr;
+  size_t partial_floats = 0;
+  int* counters = nullptr;
+  size_t n_counters = 0;
+};
+
+std::mutex g_mutex;
+std::unordered_map<int, SplitWorkspace> g_workspaces;
+
+SplitWorkspace& workspace_for(cudaStream_t stream, size_t floats, size_t counters) {
+  int dev = 0;
+  LINEAR_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(g_mutex);
+  SplitWorkspace& ws = g_workspaces[dev];
+  if (ws.partial_floats >= floats && ws.n_counters >= counters) return ws;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  LINEAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone)
+    fail(ErrorKind::kInvalidArgument,
+         "linear: the split-K workspace must grow for this shape while a CUDA graph is being "
+         "captured; run the shape once before capturing (warm-up)");
+  LINEAR_CUDA_CHECK(cudaDeviceSynchronize());  // the old buffers may still be in use
+  if (ws.partial_floats < floats) {
+    LINEAR_CUDA_CHECK(cudaFree(ws.partial));
+    ws.partial_floats = std::max(floats, size_t(1) << 20);
+    LINEAR_CUDA_CHECK(cudaMalloc(&ws.partial, ws.partial_floats * sizeof(float)));
+  }
+  if (ws.n_counters < counters) {
+    LINEAR_CUDA_CHECK(cudaFree(ws.counters));
+    ws.n_counters = std::max(counters, size_t(4096));
+    LINEAR_CUDA_CHECK(cudaMalloc(&ws.counters, ws.n_counters * sizeof(int)));
+    LINEAR_CUDA_CHECK(cudaMemset(ws.counters, 0, ws.n_counters * sizeof(int)));
+  }
+  return ws;
+}
+
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT>
+void launch(LinearParams p, cudaStream_t stream) {
+  constexpr int smem = linear_smem_bytes<BM, BN, BK, STAGES, SPLIT>();
+  auto kernel = linear_bf16_kernel<BM, BN, BK, WM, WN, STAGES, SPLIT>;
+  // The shared-memory opt-in is per device: remember which devices have it (bit per device).
+  static std::atomic<uint64_t> attr_set{0};
+  int dev = 0;
+  LINEAR_CUDA_CHECK(cudaGetDevice(&dev));
+  if (!(attr_set.load() >> dev & 1)) {
+    LINEAR_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    attr_set.fetch_or(uint64_t(1) << dev);
+  }
+  const int64_t m_tiles = ceil_div(p.M, BM), n_tiles = ceil_div(p.N, BN);
+  // Raster groups of M-tiles whose x rows (group_m * BM * K bf16) stay around 16 MB, so the CTAs
+  // in flight share each weight tile through L2. Speed only: no tile's arithmetic depends on it.
+  p.group_m = int(std::clamp<int64_t>((int64_t(16) << 20) / (int64_t(BM) * p.K * 2), 1, m_tiles));
+  // The grid is a function of (M, N, K, path): fewer SMs only serialise more CTAs, each CTA's
+  // arithmetic is unchanged.
+  dim3 grid = SPLIT ? dim3(unsigned(n_tiles), unsigned(p.S), unsigned(m_tiles))
+                    : dim3(unsigned(m_tiles * n_tiles), 1u, 1u);
+  kernel<<<grid, WM * WN * 32, smem, stream>>>(p);
+  LINEAR_CUDA_CHECK(cudaGetLastError());
+}
+
+// Decode-size tiles: BN columns of weights per CTA, one K chunk per CTA when split.
+template <int BM, int BN, int BK, int WM, int WN, int STAGES>
+void launch_small(LinearParams& p, bool split, cudaStream_t stream) {
+  if (split) {
+    size_t n_counters = size_t(ceil_div(p.M, BM) * ceil_div(p.N, BN));
+    SplitWorkspace& ws = workspace_for(stream, size_t(p.S) * p.M * p.N, n_counters);
+    p.partial = ws.partial;
+    p.counters = ws.counters;
+    launch<BM, BN, BK, WM, WN, STAGES, true>(p, stream);
+  } else {
+    launch<BM, BN, BK, WM, WN, STAGES, false>(p, stream);
+  }
+}
+
+}  // namespace
+
+LinearPlan linear_plan(int64_t N, int64_t K) {
+  // Split K only as far as needed to give ~kTargetCtas CTAs of 64 columns at decode sizes, and
+  // never into chunks shorter than kMinChunk. N and K are the model's, so the plan is fixed per
+  // weight matrix: every batch size folds the same chunks in the same order.
+  int64_t k_padded = ceil_div(K, kChunkAlign) * kChunkAlign;
+  int64_t n_tiles = ceil_div(N, 64);
+  int64_t s_target = std::max<int64_t>(1, ceil_div(kTargetCtas, n_tiles));
+  int64_t kc = ceil_div(ceil_div(K, s_target), kChunkAlign) * kChunkAlign;
+  kc = std::min(k_padded, std::max<int64_t>(kc, kMinChunk));
+  LinearPlan plan;
+  plan.kc = int(kc);
+  plan.S = int(ceil_div(K, kc));
+  return plan;
+}
+
+const char* linear_path_name(LinearPath path) {
+  switch (path) {
+    case LinearPath::kAuto: return "auto";
+    case LinearPath::kSmallSplit: return "small_split";
+    case LinearPath::kSmallFused: return "small_fused";
+    case LinearPath::kMedium: return "medium";
+    case LinearPath::kLarge: return "large";
+    case LinearPath::kSmallWide: return "small_wide";
+  }
+  return "?";
+}
+
+LinearPath linear_auto_path(int64_t M, int64_t N, int64_t K) {
+  // Speed only: every choice below folds the same chunks in the same order (the tests compare
+  // every path at every size). Thresholds fitted to bench_gemm --paths on the H100
+  // (docs/notes/gemm.md, v3).
+  const LinearPlan plan = linear_plan(N, K);
+  const int64_t n64 = ceil_div(N, 64);
+  const int64_t large_ctas = ceil_div(M, 128) * ceil_div(N, 128);
+  const int64_t medium_ctas = ceil_div(M, 64) * ceil_div(N, 128);
+  if (M > 512 || (M >= 64 && medium_ctas >= 132))
+    return M >= 128 && large_ctas >= 264 ? LinearPath::kLarge : LinearPath::kMedium;
+  if (plan.S == 1) return LinearPath::kSmallFused;
+  const int64_t bm = M <= 16 ? 16 : M <= 32 ? 32 : 64;
+  const int64_t fused_ctas = n64 * ceil_div(M, bm);
+  // Enough CTAs without splitting: skip the partials' round trip through L2.
+  if (M <= 16) return fused_ctas >= 96 ? LinearPath::kSmallFused : LinearPath::kSmallSplit;
+  if (K <= 2048 && fused_ctas >= 96 && (M <= 64 || fused_ctas >= 128))
+    return LinearPath::kSmallFused;
+  if (M >= 512) return LinearPath::kSmallFused;
+  // Narrow weights at 256 <= M: 128-column tiles halve the re-reads of x.
+  if (M >= 256) return LinearPath::kSmallWide;
+  return LinearPath::kSmallSplit;
+}
+
+void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y) {
+  auto bad = [](const std::string& what) {
+    fail(ErrorKind::kInvalidArgument, "linear (cuda): " + what);
+  };
+  if (x.dtype != DType::kBF16 || w.dtype != DType::kBF16 || y.dtype != DType::kBF16)
+    bad("x, w and y must be bf16");
+  if (x.device != Device::kCuda || w.device != Device::kCuda || y.device != Device::kCuda)
+    bad("x, w and y must be on the cuda device");
+  if (x.ndim != 2 || w.ndim != 2 || y.ndim != 2) bad("x, w, y must be rank 2");
+  const int64_t M = x.dim(0), K = x.dim(1), N = w.dim(0);
+  if (w.dim(1) != K || y.dim(0) != M || y.dim(1) != N)
+    bad("shapes x" + x.shape_str() + " w" + w.shape_str() + " y" + y.shape_str());
+  if (K % 8 != 0 || N % 8 != 0) bad("N and K must be multiples of 8, got N=" +
+                                    std::to_string(N) + " K=" + std::to_string(K));
+  if (!w.is_contiguous()) bad("w must be contiguous");
+  if (x.stride[1] != 1 || y.stride[1] != 1) bad("the last dimension of x and y must be contiguous");
+  if ((M > 1 && x.stride[0] < K) || (M > 1 && y.stride[0] < N)) bad("row strides overlap");
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (!aligned(x.data) || !aligned(w.data) || !aligned(y.data))
+    bad("x, w and y must start at 16-byte aligned addresses");
+  if (x.stride[0] % 8 != 0 || y.stride[0] % 8 != 0)
+    bad("row strides of x and y must be multiples of 8 elements (16 bytes)");
+  if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) bad("dimension too large");
+}
+
+void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y,
+                      LinearPath path) {
+  check_linear_args(x, w, y);
+  const int64_t M = x.dim(0), K = x.dim(1), N = w.dim(0);
+  if (M == 0 || N == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  if (K == 0) {  // an empty sum is +0 for every element
+    LINEAR_CUDA_CHECK(cudaMemset2DAsync(y.data, y.stride[0] * 2, 0, N * 2, M, stream));
+    return;
+  }
+  LinearPlan plan = linear_plan(N, K);
+  LinearParams p{};
+  p.x = static_cast<const __nv_bfloat16*>(x.data);
+  p.w = static_cast<const __nv_bfloat16*>(w.data);
+  p.y = static_cast<__nv_bfloat16*>(y.data);
+  p.ldx = x.stride[0];
+  p.ldy = y.stride[0];
+  p.M = int(M);
+  p.N = int(N);
+  p.K = int(K);
+  p.kc = plan.kc;
+  p.S = plan.S;
+  if (path == LinearPath::kAuto) path = linear_auto_path(M, N, K);
+  switch (path) {
+    case LinearPath::kSmallSplit:
+    case LinearPath::kSmallFused: {
+      bool split = path == LinearPath::kSmallSplit && plan.S > 1;
+      // M <= 16 streams 256-byte row segments per stage (BK 128): measured 2-6% faster at
+      // decode than BK 64 (docs/notes/gemm.md, v2 tuning).
+      if (M <= 16) launch_small<16, 64, 128, 1, 4, 4>(p, split, stream);
+      else if (M <= 32) launch_small<32, 64, 64, 2, 2, 4>(p, split, stream);
+      else launch_small<64, 64, 64, 2, 2, 4>(p, split, stream);
+      break;
+    }
+    case LinearPath::kSmallWide: {
+      if (M <= 32) launch_small<32, 128, 64, 2, 4, 4>(p, plan.S > 1, stream);
+      else launch_small<64, 128, 64, 2, 4, 4>(p, plan.S > 1, stream);
+      break;
+    }
+    case LinearPath::kMedium: launch<64, 128, 64, 2, 2, 3, false>(p, stream); break;
+    case LinearPath::kLarge: launch<128, 128, 64, 2, 4, 4, false>(p, stream); break;
+    case LinearPath::kAuto: break;
+  }
+}
+
+}  // namespace linear_detail
+
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y) {
+  if (ctx.batch_invariant)
+    linear_detail::linear_invariant(ctx, x, w, y);
+  else
+    linear_detail::linear_cublaslt(ctx, x, w, y);
+}
+
+}  // namespace bitexact::ops::cuda

@@ -1,0 +1,59 @@
+// Internals of ops::cuda::linear shared by linear.cu, linear_cublaslt.cu, the linear tests and
+// bench_gemm: the K-chunk plan (a function of N and K only), the selectable code paths, and a
+// CUDA error-check macro private to the GEMM files.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/error.h"
+#include "ops/ops.h"
+
+#define LINEAR_CUDA_CHECK(expr)                                                          \
+  do {                                                                                   \
+    cudaError_t linear_err_ = (expr);                                                    \
+    if (linear_err_ != cudaSuccess)                                                      \
+      ::bitexact::fail(::bitexact::ErrorKind::kInternal,                                 \
+                       std::string("linear: ") + #expr + ": " + cudaGetErrorString(linear_err_)); \
+  } while (0)
+
+namespace bitexact::ops::cuda::linear_detail {
+
+// How K is cut for every output element: chunks of kc (multiple of 64) merged left to right.
+// Chosen from (N, K) alone, so every M, path and batch composition sums in the same order.
+struct LinearPlan {
+  int kc = 0;  // chunk length in K elements, a multiple of 128
+  int S = 0;   // number of chunks, ceil(K / kc)
+};
+LinearPlan linear_plan(int64_t N, int64_t K);
+
+// The code paths of the invariant GEMM. kAuto picks by M for speed; the others force one tile
+// configuration (tests use them to prove that every pair of paths gives equal bits).
+enum class LinearPath {
+  kAuto,
+  kSmallSplit,  // BM 16/32/64 by M, BN 64, one K chunk per CTA, in-order fold by the last CTA
+  kSmallFused,  // BM 16/32/64 by M, BN 64, one CTA walks all chunks, fold in registers
+  kMedium,      // BM 64, BN 128, fused
+  kLarge,       // BM 128, BN 128, fused
+  kSmallWide,   // BM 32/64 by M, BN 128, 8 warps, split when S > 1
+};
+const char* linear_path_name(LinearPath path);
+// The path kAuto takes for this shape (for logs and benches).
+LinearPath linear_auto_path(int64_t M, int64_t N, int64_t K);
+
+// Checks dtypes, devices, strides and 16-byte alignment; throws kInvalidArgument otherwise.
+void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y);
+
+// Batch-invariant GEMM along `path`. Uses a per-device workspace that grows on the first call
+// for a shape (must not be inside a graph capture); later calls neither allocate nor sync.
+// The split workspace is one per device: two streams must not run split-path GEMMs at once.
+void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y,
+                      LinearPath path = LinearPath::kAuto);
+
+// Non-invariant baseline: cuBLASLt with its default heuristic (first result) for this shape.
+// Handle, workspace and the chosen algorithm are cached per device and shape.
+void linear_cublaslt(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y);
+
+}  // namespace bitexact::ops::cuda::linear_detail

@@ -1,0 +1,298 @@
+// The batch-invariant bf16 GEMM kernel y[M,N] = x[M,K] * w[N,K]^T: mma.sync.m16n8k16 with f32
+// accumulators, cp.async multi-stage pipeline, ldmatrix from XOR-swizzled shared memory.
+// One template serves every code path (small/medium/large tiles, split or fused K chunks).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cstdint>
+
+namespace bitexact::ops::cuda::linear_detail {
+
+// THE reduction order (the invariance contract for GEMM, ARCHITECTURE.md rule 3):
+//  * K is cut into chunks of `kc` elements (kc a multiple of kChunkAlign, chosen from (N, K) only by
+//    linear_plan in linear.cu); chunk c covers [c*kc, min(K, (c+1)*kc)).
+//  * Inside a chunk, each output element has one f32 accumulator that starts at +0 and takes one
+//    mma.m16n8k16 per 16 K values, in increasing k (K zero-padded; zero steps add exact zeros).
+//  * Chunk partials p_0..p_{S-1} merge left to right: out = p_0; out = out + p_1; ...
+//  * out is rounded to bf16 once (round to nearest even).
+// The M and N tiling only decides which rows/columns share an mma, never the order of any sum,
+// so every tile configuration, split or fused, computes the same bits for every element.
+constexpr int kChunkAlign = 128;  // kc is a multiple of this, hence of every stage depth BK
+
+struct LinearParams {
+  const __nv_bfloat16* x;  // [M, K], row stride ldx
+  const __nv_bfloat16* w;  // [N, K], contiguous
+  __nv_bfloat16* y;        // [M, N], row stride ldy
+  float* partial;          // split mode: [S, M, N] f32 chunk partials
+  int* counters;           // split mode: [m_tiles * n_tiles] arrival counters, zero between calls
+  int64_t ldx, ldy;
+  int M, N, K;
+  int kc;       // chunk length, a multiple of 128 (so of every BK)
+  int S;        // number of chunks = ceil(K / kc)
+  int group_m;  // fused mode: M-tiles per raster group (speed only)
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; src_bytes = 0 writes zeros (K tail, rows past M or N).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1,
+                                            uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+
+// d = a * b + d for one 16x8 tile over 16 k. Each d element depends on its own row of a and
+// column of b only, so which other rows share the instruction cannot change its bits.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Shared-memory tile of `rows` x BK bf16: BK/8 chunks of 16 bytes per row, chunk index XORed
+// with (row & 7) so that ldmatrix's 8 row addresses of one 8x8 matrix hit 8 different bank groups.
+template <int BK>
+__device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
+  return uint32_t(row * (BK * 2) + ((chunk ^ (row & 7)) << 4));
+}
+
+// Loads rows [row0, row0+ROWS) x k [k0, k0+BK) of a [rows_total, K] matrix (row stride ld) into
+// smem (swizzled). Out-of-range rows and k are zero-filled.
+template <int ROWS, int BK, int THREADS>
+__device__ __forceinline__ void load_tile(uint32_t smem, const __nv_bfloat16* g, int64_t ld,
+                                          int row0, int rows_total, int k0, int K) {
+  constexpr int kRowChunks = BK / 8, kChunks = ROWS * kRowChunks;
+  static_assert(kChunks % THREADS == 0 || kChunks < THREADS, "uneven tile load");
+#pragma unroll
+  for (int it = 0; it < (kChunks + THREADS - 1) / THREADS; ++it) {
+    int i = it * THREADS + threadIdx.x;
+    if (kChunks % THREADS != 0 && i >= kChunks) break;
+    int r = i / kRowChunks, c = i % kRowChunks;
+    int gr = row0 + r, gk = k0 + c * 8;
+    bool ok = gr < rows_total && gk < K;  // K % 8 == 0: a 16-byte chunk is all in or all out
+    const __nv_bfloat16* src = ok ? g + int64_t(gr) * ld + gk : g;
+    cp_async16(smem + tile_offset<BK>(r, c), src, ok ? 16 : 0);
+  }
+}
+
+// CTA tile BM x BN, k-stage BK, WM x WN warps (warp tile (BM/WM) x (BN/WN)), STAGES-deep pipeline.
+// BK is only the copy granularity: chunk boundaries (multiples of kc, itself a multiple of every
+// BK used) and the k16 order are the same for every BK; a K tail padded to BK adds exact zeros.
+// SPLIT: grid (n_tiles, S, m_tiles), one K chunk per CTA; the CTA writes its f32 partial and the
+//        last CTA of an output tile to arrive (integer counter) folds all S partials in order.
+// !SPLIT: grid (m_tiles * n_tiles), tiles visited in groups of p.group_m M-tiles so that CTAs
+//        running together share weight tiles in L2; the CTA walks all chunks and folds them.
+// The grid is a pure function of (M, N, K) and the config, never of the SM count.
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT>
+__global__ void __launch_bounds__(WM* WN * 32)
+    linear_bf16_kernel(const LinearParams p) {
+  constexpr int kThreads = WM * WN * 32;
+  constexpr int TM = BM / WM, TN = BN / WN;  // warp tile
+  constexpr int MI = TM / 16, NI = TN / 8;   // mma tiles per warp
+  constexpr int KS = BK / 16;                // k16 steps per stage
+  static_assert(TM % 16 == 0 && TN % 16 == 0, "warp tile must be a multiple of 16x16");
+  constexpr int kStageA = BM * BK * 2, kStageB = BN * BK * 2;
+
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t smem_a = smem_u32(smem);
+  const uint32_t smem_b = smem_a + STAGES * kStageA;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int wm = warp / WN, wn = warp % WN;
+  int m_tile, n_tile;
+  if constexpr (SPLIT) {
+    n_tile = blockIdx.x;
+    m_tile = blockIdx.z;
+  } else {
+    const int n_tiles = (p.N + BN - 1) / BN, m_tiles = (p.M + BM - 1) / BM;
+    const int per_group = p.group_m * n_tiles, group = blockIdx.x / per_group;
+    const int first_m = group * p.group_m, group_size = min(m_tiles - first_m, p.group_m);
+    const int local = blockIdx.x - group * per_group;
+    m_tile = first_m + local % group_size;
+    n_tile = local / group_size;
+  }
+  const int n0 = n_tile * BN, m0 = m_tile * BM;
+
+  const int total_tiles = (p.K + BK - 1) / BK;
+  const int tiles_per_chunk = p.kc / BK;
+  int t_begin = 0, t_end = total_tiles;
+  if constexpr (SPLIT) {
+    t_begin = blockIdx.y * tiles_per_chunk;
+    t_end = min(total_tiles, t_begin + tiles_per_chunk);
+  }
+  const int n_local = t_end - t_begin;
+
+  auto load_stage = [&](int stage, int t) {
+    int k0 = t * BK;
+    load_tile<BM, BK, kThreads>(smem_a + stage * kStageA, p.x, p.ldx, m0, p.M, k0, p.K);
+    load_tile<BN, BK, kThreads>(smem_b + stage * kStageB, p.w, p.K, n0, p.N, k0, p.K);
+  };
+
+  float acc[MI][NI][4];
+  // Fused mode: the fold of finished chunks lives in shared memory, one slot per (thread,
+  // element), so the registers hold only the running chunk (a second register set would spill).
+  float* out = reinterpret_cast<float*>(smem + STAGES * (kStageA + kStageB));
+  auto out_at = [&](int i, int j, int e) -> float& {
+    return out[((i * NI + j) * 4 + e) * kThreads + threadIdx.x];  // consecutive threads: no conflicts
+  };
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < n_local) load_stage(s, t_begin + s);
+    cp_async_commit();
+  }
+
+  uint32_t af[2][MI][4], bf[2][NI][2];  // fragments, double-buffered across k16 steps
+  for (int it = 0; it < n_local; ++it) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // tile `it` landed for all threads; stage (it-1) is free to overwrite
+    if (it + STAGES - 1 < n_local) load_stage((it + STAGES - 1) % STAGES, t_begin + it + STAGES - 1);
+    cp_async_commit();
+
+    const int stage = it % STAGES;
+    const uint32_t a_base = smem_a + stage * kStageA, b_base = smem_b + stage * kStageB;
+    auto load_frags = [&](int buf, int kk) {
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        int r = wm * TM + i * 16 + (lane & 15);
+        ldmatrix_x4(a_base + tile_offset<BK>(r, kk * 2 + (lane >> 4)), af[buf][i][0],
+                    af[buf][i][1], af[buf][i][2], af[buf][i][3]);
+      }
+#pragma unroll
+      for (int j = 0; j < NI; j += 2) {
+        int r = wn * TN + j * 8 + (lane & 7) + ((lane >> 4) << 3);
+        ldmatrix_x4(b_base + tile_offset<BK>(r, kk * 2 + ((lane >> 3) & 1)), bf[buf][j][0],
+                    bf[buf][j][1], bf[buf][j + 1][0], bf[buf][j + 1][1]);
+      }
+    };
+    load_frags(0, 0);
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {  // k16 steps in increasing k: the fixed order
+      if (kk + 1 < KS) load_frags((kk + 1) & 1, kk + 1);  // overlaps the mma below
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+          mma_bf16(acc[i][j], af[kk & 1][i], bf[kk & 1][j][0], bf[kk & 1][j][1]);
+    }
+
+    if constexpr (!SPLIT) {
+      const int t = t_begin + it;
+      const bool chunk_end = (t + 1) % tiles_per_chunk == 0 || t + 1 == total_tiles;
+      if (chunk_end) {
+        const bool first = t < tiles_per_chunk;  // chunk 0: out = p_0, later: out = out + p_c
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              out_at(i, j, e) = first ? acc[i][j][e] : __fadd_rn(out_at(i, j, e), acc[i][j][e]);
+              acc[i][j][e] = 0.f;
+            }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Fragment element e of mma tile (i, j) sits at row r0 + (e >> 1) * 8, columns c0, c0 + 1.
+  const int r_base = m0 + wm * TM + (lane >> 2), c_base = n0 + wn * TN + (lane & 3) * 2;
+  if constexpr (!SPLIT) {
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          int r = r_base + i * 16 + h * 8, c = c_base + j * 8;
+          if (r < p.M && c < p.N)
+            *reinterpret_cast<__nv_bfloat162*>(p.y + int64_t(r) * p.ldy + c) =
+                __floats2bfloat162_rn(out_at(i, j, 2 * h), out_at(i, j, 2 * h + 1));
+        }
+  } else {
+    // 1. Publish this chunk's partial.
+    const int64_t mn = int64_t(p.M) * p.N;
+    float* part = p.partial + blockIdx.y * mn;
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          int r = r_base + i * 16 + h * 8, c = c_base + j * 8;
+          if (r < p.M && c < p.N)
+            __stcg(reinterpret_cast<float2*>(part + int64_t(r) * p.N + c),
+                   make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]));
+        }
+    // 2. Count arrivals (integer atomic: no float atomics anywhere). Whichever CTA arrives last
+    //    does the fold, but the fold reads partials in chunk order 0..S-1, so the arrival order
+    //    never reaches the arithmetic.
+    __shared__ int is_last;
+    __threadfence();
+    __syncthreads();
+    int* counter = p.counters + blockIdx.z * gridDim.x + blockIdx.x;
+    if (threadIdx.x == 0) {
+      int prev = atomicAdd(counter, 1);
+      is_last = prev == p.S - 1;
+      if (is_last) *counter = 0;  // ready for the next launch on this stream
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    // 3. Fold: each thread takes 4 adjacent outputs and issues its partial loads 8 at a time
+    //    (independent, so their latencies overlap), then adds them strictly in chunk order.
+    const int rows = min(BM, p.M - m0), quads = min(BN, p.N - n0) / 4;
+    for (int g = threadIdx.x; g < rows * quads; g += kThreads) {
+      const int r = m0 + g / quads, c = n0 + (g % quads) * 4;
+      const float* src = p.partial + int64_t(r) * p.N + c;
+      float4 o = __ldcg(reinterpret_cast<const float4*>(src));
+      for (int s0 = 1; s0 < p.S; s0 += 8) {
+        float4 v[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u)
+          if (s0 + u < p.S) v[u] = __ldcg(reinterpret_cast<const float4*>(src + (s0 + u) * mn));
+#pragma unroll
+        for (int u = 0; u < 8; ++u)
+          if (s0 + u < p.S) {
+            o.x = __fadd_rn(o.x, v[u].x);
+            o.y = __fadd_rn(o.y, v[u].y);
+            o.z = __fadd_rn(o.z, v[u].z);
+            o.w = __fadd_rn(o.w, v[u].w);
+          }
+      }
+      __nv_bfloat162 lo = __floats2bfloat162_rn(o.x, o.y), hi = __floats2bfloat162_rn(o.z, o.w);
+      uint2 packed = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+      *reinterpret_cast<uint2*>(p.y + int64_t(r) * p.ldy + c) = packed;
+    }
+  }
+}
+
+// Pipeline stages, plus the fused mode's f32 fold of BM x BN.
+template <int BM, int BN, int BK, int STAGES, bool SPLIT>
+constexpr int linear_smem_bytes() {
+  return STAGES * (BM + BN) * BK * 2 + (SPLIT ? 0 : BM * BN * 4);
+}
+
+}  // namespace bitexact::ops::cuda::linear_detail

@@ -1,0 +1,128 @@
+// CUDA RMSNorm and fused residual-add + RMSNorm (bf16 or f32 activations, f32 math).
+// One CTA per row; the block size is a function of the row length D alone, and each thread sums
+// squares over fixed groups of 8 elements before a fixed shuffle tree (cuda_common.cuh), so a
+// row's bits never depend on how many rows the batch has.
+#include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/cuda_ops.h"
+
+namespace bitexact::ops::cuda {
+namespace {
+
+// Threads per row, from D only (the reduction tree must not depend on the batch).
+int norm_threads(int64_t d) { return d <= 256 ? 32 : d <= 2048 ? 128 : 256; }
+
+// Sum of squares of x[0, d) in the order: thread t takes 8-element groups t, t+T, ... and adds
+// their elements in ascending order, then block_sum. `res` (optional) is residual: it receives
+// round(res + x) and the sum runs over the rounded values, as the CPU reference does.
+template <int kThreads, typename T>
+__device__ float sum_squares(T* __restrict__ res, const T* __restrict__ x, int64_t d,
+                             float* scratch) {
+  float acc = 0.0f;
+  for (int64_t g = threadIdx.x; g * 8 < d; g += kThreads) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int64_t i = g * 8 + j;
+      if (i < d) {
+        float v = to_f32(x[i]);
+        if (res != nullptr) {
+          T r = from_f32<T>(to_f32(res[i]) + v);  // the residual stream keeps its own dtype
+          res[i] = r;
+          v = to_f32(r);
+        }
+        acc = fmaf(v, v, acc);
+      }
+    }
+  }
+  return block_sum<kThreads>(acc, scratch);
+}
+
+template <int kThreads, typename T, typename W>
+__global__ void __launch_bounds__(kThreads)
+    rms_norm_kernel(const T* x, RowLayout xl,   // x rows [R, D] (rank 3 rows flattened)
+                    T* residual, RowLayout rl,  // residual rows or nullptr (add_rms_norm)
+                    const W* __restrict__ w,    // [D]
+                    T* out, RowLayout ol, int64_t d, float eps) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const T* xr = x + xl.offset(r);
+  T* res = residual ? residual + rl.offset(r) : nullptr;
+  const float ss = sum_squares<kThreads>(res, xr, d, scratch);
+  const float inv = 1.0f / sqrtf(ss / float(d) + eps);
+  const T* src = res ? res : xr;  // normalise the updated residual (written by this thread)
+  T* o = out + ol.offset(r);
+  for (int64_t g = threadIdx.x; g * 8 < d; g += kThreads) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int64_t i = g * 8 + j;
+      if (i < d) o[i] = from_f32<T>(to_f32(w[i]) * (to_f32(src[i]) * inv));
+    }
+  }
+}
+
+template <typename T, typename W>
+void launch_norm(const ExecContext& ctx, const Tensor& x, Tensor* residual, const W* w, float eps,
+                 Tensor& out) {
+  const int64_t rows = num_rows(x), d = x.dim(-1);
+  if (rows == 0) return;
+  const T* xp = x.ptr<T>();
+  T* rp = residual ? residual->ptr<T>() : nullptr;
+  RowLayout rl = residual ? row_layout(*residual) : RowLayout{};
+  cudaStream_t st = stream_of(ctx);
+  const unsigned grid = unsigned(rows);
+  switch (norm_threads(d)) {
+    case 32:
+      rms_norm_kernel<32><<<grid, 32, 0, st>>>(xp, row_layout(x), rp, rl, w, out.ptr<T>(),
+                                               row_layout(out), d, eps);
+      break;
+    case 128:
+      rms_norm_kernel<128><<<grid, 128, 0, st>>>(xp, row_layout(x), rp, rl, w, out.ptr<T>(),
+                                                 row_layout(out), d, eps);
+      break;
+    default:
+      rms_norm_kernel<256><<<grid, 256, 0, st>>>(xp, row_layout(x), rp, rl, w, out.ptr<T>(),
+                                                 row_layout(out), d, eps);
+      break;
+  }
+  BITEXACT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void norm_with_weight(const ExecContext& ctx, const Tensor& x, Tensor* residual,
+                      const Tensor& weight, float eps, Tensor& out) {
+  switch (weight.dtype) {
+    case DType::kF32:
+      return launch_norm<T>(ctx, x, residual, weight.ptr<float>(), eps, out);
+    case DType::kBF16:
+      return launch_norm<T>(ctx, x, residual, weight.ptr<__nv_bfloat16>(), eps, out);
+    case DType::kF16:
+      return launch_norm<T>(ctx, x, residual, weight.ptr<__half>(), eps, out);
+    default:
+      unsupported("rms_norm", "weight dtype I32");
+  }
+}
+
+void norm(const char* op, const ExecContext& ctx, const Tensor& x, Tensor* residual,
+          const Tensor& weight, float eps, Tensor& out) {
+  if (x.dtype != out.dtype || (residual && residual->dtype != x.dtype))
+    unsupported(op, "x, residual and out must share one dtype");
+  if (x.dtype == DType::kBF16)
+    return norm_with_weight<__nv_bfloat16>(ctx, x, residual, weight, eps, out);
+  if (x.dtype == DType::kF32) return norm_with_weight<float>(ctx, x, residual, weight, eps, out);
+  unsupported(op, "activations must be BF16 or F32");
+}
+
+}  // namespace
+
+void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps,
+              Tensor& out) {
+  norm("rms_norm", ctx, x, nullptr, weight, eps, out);
+}
+
+// residual += x (rounded to the residual's dtype), then out = rms_norm(residual). One kernel: the
+// CTA of a row writes the new residual and normalises it.
+void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, const Tensor& weight,
+                  float eps, Tensor& out) {
+  norm("add_rms_norm", ctx, x, &residual, weight, eps, out);
+}
+
+}  // namespace bitexact::ops::cuda

@@ -1,0 +1,407 @@
+// CUDA attention: against the CPU reference (tolerance), then bit for bit across batching: a
+// sequence alone == inside a batch of 64 mixed-length sequences, prefill == decode (one token at a
+// time after writing its KV), prefill chunks of 1/7/64/512 tokens, split grid == fused grid, CUDA
+// graph replay == eager; and in non-invariant mode the same comparisons must find a difference.
+#include <algorithm>
+#include <numeric>
+#include <utility>
+
+#include "ops/cuda/attention_control.cuh"
+#include "ops/cuda/tests/ops_test_util.cuh"
+
+namespace bitexact::ops::cuda::test {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+// Random bf16 values in [-1, 1), as host floats already rounded to bf16.
+std::vector<float> random_bf16(uint64_t& state, size_t n) {
+  std::vector<float> v(n);
+  for (auto& x : v) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    x = bf16_to_f32(f32_to_bf16(float(int64_t(state >> 40) - (int64_t(1) << 23)) / float(1 << 23)));
+  }
+  return v;
+}
+
+// Sequences with paged KV: every position of every sequence has its K/V and q rows ready on the
+// host and the device; caches hold all positions (unused slots NaN) unless a test writes them.
+struct World {
+  int64_t hq, hkv, dh, bs, nseq, max_blocks, num_blocks;
+  std::vector<int64_t> len, first;  // tokens of sequence s: rows [first[s], first[s] + len[s])
+  int64_t total = 0;
+  std::vector<int32_t> table;  // [nseq, max_blocks]
+  std::vector<float> q, k, v;  // [total, hq|hkv, dh]
+  std::vector<float> kc, vc;   // [num_blocks, bs, hkv, dh] (NaN where unused)
+  DeviceTensor gq, gk, gv, gkc, gvc, gtable;
+
+  World(uint64_t seed, std::vector<int64_t> lengths, int64_t hq_, int64_t hkv_, int64_t dh_,
+        int64_t bs_)
+      : hq(hq_),
+        hkv(hkv_),
+        dh(dh_),
+        bs(bs_),
+        nseq(int64_t(lengths.size())),
+        len(std::move(lengths)) {
+    uint64_t st = seed | 1;
+    for (int64_t l : len) {
+      first.push_back(total);
+      total += l;
+    }
+    max_blocks = (*std::max_element(len.begin(), len.end()) + bs - 1) / bs;
+    int64_t need = 0;
+    for (int64_t l : len) need += (l + bs - 1) / bs;
+    num_blocks = need + 7;
+    std::vector<int32_t> phys(static_cast<size_t>(num_blocks));
+    std::iota(phys.begin(), phys.end(), 0);
+    std::mt19937_64 rng(seed);
+    std::shuffle(phys.begin(), phys.end(), rng);  // sequences own scattered physical blocks
+    table.assign(size_t(nseq * max_blocks), 0);
+    size_t next = 0;
+    for (int64_t s = 0; s < nseq; ++s)
+      for (int64_t b = 0; b < (len[s] + bs - 1) / bs; ++b) table[s * max_blocks + b] = phys[next++];
+    q = random_bf16(st, size_t(total * hq * dh));
+    k = random_bf16(st, size_t(total * hkv * dh));
+    v = random_bf16(st, size_t(total * hkv * dh));
+    kc.assign(size_t(num_blocks * bs * hkv * dh), NAN);
+    vc = kc;
+    for (int64_t s = 0; s < nseq; ++s)
+      for (int64_t p = 0; p < len[s]; ++p) {
+        int64_t slot = table[s * max_blocks + p / bs] * bs + p % bs;
+        std::copy_n(&k[(first[s] + p) * hkv * dh], hkv * dh, &kc[slot * hkv * dh]);
+        std::copy_n(&v[(first[s] + p) * hkv * dh], hkv * dh, &vc[slot * hkv * dh]);
+      }
+    gq = upload(q, DType::kBF16, {total, hq, dh});
+    gk = upload(k, DType::kBF16, {total, hkv, dh});
+    gv = upload(v, DType::kBF16, {total, hkv, dh});
+    gkc = upload(kc, DType::kBF16, {num_blocks, bs, hkv, dh});
+    gvc = upload(vc, DType::kBF16, {num_blocks, bs, hkv, dh});
+    gtable = upload_i32(table, {nseq, max_blocks});
+  }
+  int32_t slot(int64_t s, int64_t p) const {
+    return table[s * max_blocks + p / bs] * int32_t(bs) + int32_t(p % bs);
+  }
+};
+
+// One query token: the global row of q, its sequence and its position.
+struct Tok {
+  int64_t row;
+  int32_t seq, pos;
+};
+
+// Runs attention for `toks` on the given caches; returns the output bytes [M, hq, dh].
+Bytes run(const World& w, const std::vector<Tok>& toks, const Tensor& kc, const Tensor& vc,
+          bool invariant = true, cudaStream_t stream = nullptr) {
+  const int64_t m = int64_t(toks.size());
+  std::vector<int32_t> seq, pos;
+  std::vector<float> qs;
+  int max_pos = 0;
+  for (const Tok& t : toks) {
+    seq.push_back(t.seq);
+    pos.push_back(t.pos);
+    max_pos = std::max(max_pos, t.pos + 1);
+  }
+  auto gseq = upload_i32(seq, {m}), gpos = upload_i32(pos, {m});
+  // Gather the q rows on the device (gather_rows is exact), so the inputs are identical bits.
+  std::vector<int32_t> rows;
+  for (const Tok& t : toks) rows.push_back(int32_t(t.row));
+  auto grows = upload_i32(rows, {m});
+  auto q = device_empty(DType::kBF16, {m, w.hq, w.dh});
+  Tensor q2 = q.t.reshape({m, w.hq * w.dh});
+  ops::cuda::gather_rows(gpu_ctx(), w.gq.t.reshape({w.total, w.hq * w.dh}), grows.t, q2);
+  auto out = device_empty(DType::kBF16, {m, w.hq, w.dh});
+  poison(out.t);
+  AttentionMeta meta{gseq.t, gpos.t, w.gtable.t, int(w.bs), max_pos};
+  BITEXACT_CUDA_CHECK(cudaStreamSynchronize(nullptr));  // gather + poison ran on the legacy stream
+  ops::cuda::attention(gpu_ctx(stream, invariant), q.t, kc, vc, meta, 1.0f / std::sqrt(float(w.dh)),
+                       out.t);
+  return download_bytes(out.t);
+}
+
+Bytes rows_of(const Bytes& all, int64_t first, int64_t count, int64_t row_bytes) {
+  return Bytes(all.begin() + first * row_bytes, all.begin() + (first + count) * row_bytes);
+}
+
+std::vector<Tok> seq_tokens(const World& w, int64_t s, int64_t p0, int64_t p1) {
+  std::vector<Tok> t;
+  for (int64_t p = p0; p < p1; ++p) t.push_back({w.first[s] + p, int32_t(s), int32_t(p)});
+  return t;
+}
+
+class CudaAttention : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    init_cuda_backend(0);
+    set_attention_path(AttentionPath::kAuto);
+    set_attention_streaming(true);
+    set_attention_fused_config(0);
+  }
+  void TearDown() override {
+    set_attention_path(AttentionPath::kAuto);
+    set_attention_streaming(true);
+    set_attention_fused_config(0);
+  }
+};
+
+void check_vs_cpu(int64_t hq, int64_t hkv, int64_t dh, int64_t bs, AttentionPath path) {
+  const uint64_t seed = test_seed("attention vs cpu");
+  World w(seed, {1, 37, 256, 257, 700}, hq, hkv, dh, bs);
+  std::vector<Tok> toks;
+  for (int64_t s = 0; s < w.nseq; ++s) {
+    auto t = seq_tokens(w, s, 0, w.len[s]);
+    toks.insert(toks.end(), t.begin(), t.end());
+  }
+  set_attention_path(path);
+  Bytes got = run(w, toks, w.gkc.t, w.gvc.t);
+  // CPU reference on the same (bf16-valued) inputs in f32.
+  std::vector<int32_t> seq, pos;
+  for (const Tok& t : toks) seq.push_back(t.seq), pos.push_back(t.pos);
+  std::vector<float> out(size_t(w.total * hq * dh));
+  AttentionMeta meta{Tensor::view(seq.data(), DType::kI32, {w.total}),
+                     Tensor::view(pos.data(), DType::kI32, {w.total}),
+                     Tensor::view(w.table.data(), DType::kI32, {w.nseq, w.max_blocks}), int(bs),
+                     int(*std::max_element(w.len.begin(), w.len.end()))};
+  Tensor o = Tensor::view(out.data(), DType::kF32, {w.total, hq, dh});
+  ops::attention(
+      cpu_ctx(), Tensor::view(const_cast<float*>(w.q.data()), DType::kF32, {w.total, hq, dh}),
+      Tensor::view(const_cast<float*>(w.kc.data()), DType::kF32, {w.num_blocks, bs, hkv, dh}),
+      Tensor::view(const_cast<float*>(w.vc.data()), DType::kF32, {w.num_blocks, bs, hkv, dh}), meta,
+      1.0f / std::sqrt(float(dh)), o);
+  std::vector<float> g(out.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    uint16_t h;
+    std::memcpy(&h, got.data() + 2 * i, 2);
+    g[i] = bf16_to_f32(h);
+  }
+  // P is rounded to bf16 before P.V (2^-9 relative per weight) and the output to bf16.
+  expect_close(g, out, 2e-3f, 1.6e-2f, "attention vs cpu");
+}
+
+TEST_F(CudaAttention, MatchesCpuSplitD128Block16) {
+  check_vs_cpu(32, 8, 128, 16, AttentionPath::kSplit);
+}
+TEST_F(CudaAttention, MatchesCpuFusedD128Block16) {
+  check_vs_cpu(32, 8, 128, 16, AttentionPath::kFused);
+}
+TEST_F(CudaAttention, MatchesCpuSplitD64Block32) {
+  check_vs_cpu(16, 8, 64, 32, AttentionPath::kSplit);
+}
+TEST_F(CudaAttention, MatchesCpuFusedD64Block32G1) {
+  check_vs_cpu(8, 8, 64, 32, AttentionPath::kFused);
+}
+TEST_F(CudaAttention, MatchesCpuFused4WarpsD128) {
+  set_attention_fused_config(1);
+  check_vs_cpu(32, 8, 128, 16, AttentionPath::kFused);
+}
+
+// 64 sequences of mixed lengths (a few long ones across many chunks).
+std::vector<int64_t> mixed_lengths(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> l;
+  for (int i = 0; i < 60; ++i) l.push_back(1 + int64_t(rng() % 700));
+  for (int64_t x : {255, 256, 1300, 2600}) l.push_back(x);
+  std::shuffle(l.begin(), l.end(), rng);
+  return l;
+}
+
+struct Bitwise {
+  World w;
+  std::vector<Bytes> alone;  // per sequence: all its tokens, prefilled alone
+  int64_t row_bytes;
+  explicit Bitwise(uint64_t seed) : w(seed, mixed_lengths(seed), 32, 8, 128, 16) {
+    row_bytes = w.hq * w.dh * 2;
+    for (int64_t s = 0; s < w.nseq; ++s)
+      alone.push_back(run(w, seq_tokens(w, s, 0, w.len[s]), w.gkc.t, w.gvc.t));
+  }
+  std::vector<Tok> all_tokens() const {
+    std::vector<Tok> t;
+    for (int64_t s = 0; s < w.nseq; ++s) {
+      auto x = seq_tokens(w, s, 0, w.len[s]);
+      t.insert(t.end(), x.begin(), x.end());
+    }
+    return t;
+  }
+  std::vector<Tok> last_tokens() const {
+    std::vector<Tok> t;
+    for (int64_t s = 0; s < w.nseq; ++s)
+      t.push_back({w.first[s] + w.len[s] - 1, int32_t(s), int32_t(w.len[s] - 1)});
+    return t;
+  }
+  // Chunked prefill of sequence s into fresh poisoned caches, writing each chunk's KV first
+  // (chunk = 1 is decode). Returns all L output rows.
+  Bytes chunked(int64_t s, int64_t chunk, bool invariant = true) {
+    auto kc = device_empty(DType::kBF16, {w.num_blocks, w.bs, w.hkv, w.dh});
+    auto vc = device_empty(DType::kBF16, {w.num_blocks, w.bs, w.hkv, w.dh});
+    poison(kc.t);
+    poison(vc.t);
+    Bytes out;
+    for (int64_t p0 = 0; p0 < w.len[s]; p0 += chunk) {
+      const int64_t p1 = std::min(w.len[s], p0 + chunk), m = p1 - p0;
+      std::vector<int32_t> slots;
+      for (int64_t p = p0; p < p1; ++p) slots.push_back(w.slot(s, p));
+      auto gslots = upload_i32(slots, {m});
+      const int64_t r0 = w.first[s] + p0;
+      ops::cuda::kv_cache_write(gpu_ctx(), w.gk.t.slice_rows(r0, r0 + m),
+                                w.gv.t.slice_rows(r0, r0 + m), gslots.t, kc.t, vc.t);
+      Bytes o = run(w, seq_tokens(w, s, p0, p1), kc.t, vc.t, invariant);
+      out.insert(out.end(), o.begin(), o.end());
+    }
+    return out;
+  }
+};
+
+TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
+  Bitwise b(test_seed("attention bitwise"));
+  World& w = b.w;
+  // Grids: auto, split with chunks streamed per CTA, split with one chunk per CTA, and the
+  // three fused configurations.
+  struct Grid {
+    AttentionPath path;
+    bool streaming;
+    int fused_config;
+  };
+  const Grid grids[] = {{AttentionPath::kAuto, true, 0},   {AttentionPath::kSplit, true, 0},
+                        {AttentionPath::kSplit, false, 0}, {AttentionPath::kFused, true, 0},
+                        {AttentionPath::kFused, true, 1},  {AttentionPath::kFused, true, 2}};
+  for (const Grid& grid : grids) {
+    set_attention_path(grid.path);
+    set_attention_streaming(grid.streaming);
+    set_attention_fused_config(grid.fused_config);
+    const int pi = int(&grid - grids);
+    // Prefill of all 64 sequences at once.
+    Bytes all = run(w, b.all_tokens(), w.gkc.t, w.gvc.t);
+    for (int64_t s = 0; s < w.nseq; ++s)
+      ASSERT_TRUE(same_bytes(rows_of(all, w.first[s], w.len[s], b.row_bytes), b.alone[s]))
+          << "batch prefill, seq " << s << " path " << pi;
+    // Decode step of the 64 sequences (each one's last token).
+    Bytes dec = run(w, b.last_tokens(), w.gkc.t, w.gvc.t);
+    for (int64_t s = 0; s < w.nseq; ++s)
+      ASSERT_TRUE(same_bytes(rows_of(dec, s, 1, b.row_bytes),
+                             rows_of(b.alone[s], w.len[s] - 1, 1, b.row_bytes)))
+          << "batch decode, seq " << s << " path " << pi;
+  }
+  set_attention_path(AttentionPath::kAuto);
+  set_attention_streaming(true);
+  set_attention_fused_config(0);
+  // Decode one token at a time, and prefill in chunks, on the longest sequences.
+  const int64_t s_long = std::max_element(w.len.begin(), w.len.end()) - w.len.begin();
+  int64_t s_mid = -1;
+  for (int64_t s = 0; s < w.nseq; ++s)
+    if (w.len[s] == 1300) s_mid = s;
+  ASSERT_GE(s_mid, 0);
+  for (int64_t chunk : {1, 7, 64, 512}) {
+    EXPECT_TRUE(same_bytes(b.chunked(s_mid, chunk), b.alone[s_mid]))
+        << "chunked prefill, chunk " << chunk;
+  }
+  EXPECT_TRUE(same_bytes(b.chunked(s_long, 512), b.alone[s_long]))
+      << "chunked prefill of the 2600-token sequence";
+  EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long]))
+      << "decode of the 2600-token sequence";
+  set_attention_streaming(false);
+  EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long])) << "decode, one chunk per CTA";
+  set_attention_streaming(true);
+}
+
+TEST_F(CudaAttention, GraphReplayEqualsEager) {
+  Bitwise b(test_seed("attention graph"));
+  World& w = b.w;
+  cudaStream_t st;
+  BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  for (bool decode : {true, false}) {
+    std::vector<Tok> toks = decode ? b.last_tokens() : b.all_tokens();
+    const int64_t m = int64_t(toks.size());
+    std::vector<int32_t> seq, pos, rows;
+    int max_pos = 0;
+    for (const Tok& t : toks)
+      seq.push_back(t.seq), pos.push_back(t.pos), rows.push_back(int32_t(t.row)),
+          max_pos = std::max(max_pos, t.pos + 1);
+    auto gseq = upload_i32(seq, {m}), gpos = upload_i32(pos, {m}), grows = upload_i32(rows, {m});
+    auto q = device_empty(DType::kBF16, {m, w.hq, w.dh}),
+         out = device_empty(DType::kBF16, {m, w.hq, w.dh});
+    Tensor q2 = q.t.reshape({m, w.hq * w.dh});
+    ops::cuda::gather_rows(gpu_ctx(), w.gq.t.reshape({w.total, w.hq * w.dh}), grows.t, q2);
+    AttentionMeta meta{gseq.t, gpos.t, w.gtable.t, int(w.bs), max_pos};
+    const float scale = 1.0f / std::sqrt(float(w.dh));
+    if (decode) reserve_attention_workspace(m, max_pos, w.hq, w.dh);  // no allocation in capture
+    poison(out.t);
+    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());  // gather + poison ran on the legacy stream
+    ops::cuda::attention(gpu_ctx(st), q.t, w.gkc.t, w.gvc.t, meta, scale, out.t);
+    BITEXACT_CUDA_CHECK(cudaStreamSynchronize(st));
+    Bytes eager = download_bytes(out.t);
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    BITEXACT_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    ops::cuda::attention(gpu_ctx(st), q.t, w.gkc.t, w.gvc.t, meta, scale, out.t);
+    BITEXACT_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+    BITEXACT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    poison(out.t);
+    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+    BITEXACT_CUDA_CHECK(cudaGraphLaunch(exec, st));
+    BITEXACT_CUDA_CHECK(cudaStreamSynchronize(st));
+    EXPECT_TRUE(same_bytes(download_bytes(out.t), eager))
+        << (decode ? "decode" : "prefill") << " graph replay";
+    for (int64_t s = 0; s < w.nseq && decode; ++s)
+      ASSERT_TRUE(same_bytes(rows_of(eager, s, 1, b.row_bytes),
+                             rows_of(b.alone[s], w.len[s] - 1, 1, b.row_bytes)));
+    BITEXACT_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    BITEXACT_CUDA_CHECK(cudaGraphDestroy(graph));
+  }
+  BITEXACT_CUDA_CHECK(cudaStreamDestroy(st));
+}
+
+// Occupies one SM per CTA (large smem) for `cycles` clocks: the attention that runs beside it
+// gets the few SMs left, as on a smaller GPU of the same architecture.
+__global__ void hog_sms(long long cycles) {
+  extern __shared__ int hog_smem[];
+  const long long t0 = clock64();
+  while (clock64() - t0 < cycles) hog_smem[threadIdx.x] = int(t0);
+}
+
+// Limited SMs: the grid is a pure function of the shapes, so the same batch run while another
+// stream holds all but ~8 SMs gives the same bits.
+TEST_F(CudaAttention, FewSmsGiveSameBits) {
+  Bitwise b(test_seed("attention few SMs"));
+  World& w = b.w;
+  Bytes full_dec = run(w, b.last_tokens(), w.gkc.t, w.gvc.t);
+  Bytes full_pre = run(w, b.all_tokens(), w.gkc.t, w.gvc.t);
+  int sms = 0;
+  BITEXACT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int smem = 200 * 1024;
+  BITEXACT_CUDA_CHECK(
+      cudaFuncSetAttribute(hog_sms, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  cudaStream_t hog, work;
+  BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&hog, cudaStreamNonBlocking));
+  BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&work, cudaStreamNonBlocking));
+  BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+  hog_sms<<<sms - 8, 32, smem, hog>>>(2'000'000'000LL);  // ~1 s at 1.98 GHz
+  BITEXACT_CUDA_CHECK(cudaGetLastError());
+  Bytes few_dec = run(w, b.last_tokens(), w.gkc.t, w.gvc.t, true, work);
+  BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+  hog_sms<<<sms - 8, 32, smem, hog>>>(2'000'000'000LL);
+  Bytes few_pre = run(w, b.all_tokens(), w.gkc.t, w.gvc.t, true, work);
+  BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(same_bytes(few_dec, full_dec)) << "decode batch with ~8 SMs";
+  EXPECT_TRUE(same_bytes(few_pre, full_pre)) << "prefill batch with ~8 SMs";
+  BITEXACT_CUDA_CHECK(cudaStreamDestroy(hog));
+  BITEXACT_CUDA_CHECK(cudaStreamDestroy(work));
+}
+
+// The same comparisons in non-invariant mode (batch-dependent key split) must find a difference:
+// proof that the bitwise tests above can fail.
+TEST_F(CudaAttention, NonInvariantModeIsCaught) {
+  Bitwise b(test_seed("attention non-invariant"));
+  World& w = b.w;
+  Bytes dec = run(w, b.last_tokens(), w.gkc.t, w.gvc.t, /*invariant=*/false);
+  int differ = 0;
+  for (int64_t s = 0; s < w.nseq; ++s) {
+    Bytes one = run(w, {Tok{w.first[s] + w.len[s] - 1, int32_t(s), int32_t(w.len[s] - 1)}}, w.gkc.t,
+                    w.gvc.t, false);
+    differ += rows_of(dec, s, 1, b.row_bytes) != one;
+  }
+  std::printf("non-invariant decode: %d of %lld sequences differ alone vs batch of 64\n", differ,
+              (long long)w.nseq);
+  EXPECT_GT(differ, 0) << "non-invariant mode should change bits with the batch";
+}
+
+}  // namespace
+}  // namespace bitexact::ops::cuda::test
