@@ -23,6 +23,8 @@ BatchGenerator::BatchGenerator(model::Model& model, int kv_blocks, int block_siz
              model.context().device, model.kv_dtype()),
       eos_ids_(std::move(eos_ids)) {
   for (int l = 0; l < cache_.shape().num_layers; ++l) layers_.push_back({cache_.k(l), cache_.v(l)});
+  // One block no request uses: the padding rows of CUDA-graph decode buckets write there.
+  scratch_slot_ = cache_.allocator().allocate() * block_size;
 }
 
 std::vector<GenerateOutput> BatchGenerator::generate(const std::vector<GenerateRequest>& requests) {
@@ -58,13 +60,14 @@ std::vector<GenerateOutput> BatchGenerator::generate(const std::vector<GenerateR
   std::vector<int> length(static_cast<size_t>(n));  // tokens in the KV cache
   std::vector<bool> done(static_cast<size_t>(n), false);
   std::vector<int32_t> next(static_cast<size_t>(n));
-  std::vector<float> logits;
+  std::vector<float> logits, logprobs;
   bool first = true;
   for (;;) {
     model::ForwardBatch b;
     b.block_table = table;
     b.num_seqs = n;
     b.max_blocks = max_blocks;
+    b.scratch_slot = scratch_slot_;
     std::vector<int> row_req;
     for (int i = 0; i < n; ++i) {
       if (done[i]) continue;
@@ -81,7 +84,7 @@ std::vector<GenerateOutput> BatchGenerator::generate(const std::vector<GenerateR
     }
     if (row_req.empty()) break;
     first = false;
-    model_.forward(b, layers_, logits);
+    model_.forward(b, layers_, logits, &logprobs);
     for (size_t r = 0; r < row_req.size(); ++r) {
       const int i = row_req[r];
       const SamplingParams& p = requests[i].params;
@@ -92,7 +95,8 @@ std::vector<GenerateOutput> BatchGenerator::generate(const std::vector<GenerateR
         if (!p.ignore_eos) banned.insert(banned.end(), eos_ids_.begin(), eos_ids_.end());
       }
       SampleResult s = sampler.sample(std::span<const float>(logits.data() + r * V, size_t(V)), p, o.seed,
-                                      o.token_ids.size(), banned);
+                                      o.token_ids.size(), banned,
+                                      logprobs.data() + r * V);
       o.token_ids.push_back(s.token);
       o.logprobs.push_back(s.logprob);
       if (p.logprobs > 0) o.top_logprobs.push_back({s.top});

@@ -35,7 +35,8 @@ uint64_t resolve_seed(const SamplingParams& params);
 
 class BatchGenerator {
  public:
-  // `eos_ids`: tokens that end a request unless it sets ignore_eos.
+  // `eos_ids`: tokens that end a request unless it sets ignore_eos. One of the kv_blocks is
+  // kept as scratch for padding rows.
   BatchGenerator(model::Model& model, int kv_blocks, int block_size, std::vector<int32_t> eos_ids);
 
   // Runs every request to completion. Throws Error(kInvalidArgument) for a bad request (checked
@@ -47,6 +48,7 @@ class BatchGenerator {
   kv::KvCache cache_;
   std::vector<model::LayerKv> layers_;
   std::vector<int32_t> eos_ids_;
+  int32_t scratch_slot_ = -1;
 };
 
 }  // namespace bitexact::engine

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
@@ -11,6 +12,17 @@
 #include "ops/ops.h"
 
 namespace bitexact::engine {
+namespace {
+
+// Float bits mapped to an unsigned integer with the same order (-0 and +0 equal, as with <).
+uint32_t ordered_bits(float x) {
+  if (x == 0.0f) x = 0.0f;
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+}  // namespace
 
 void SamplingParams::validate() const {
   auto bad = [](const std::string& m) { fail(ErrorKind::kInvalidArgument, m); };
@@ -24,13 +36,18 @@ void SamplingParams::validate() const {
 }
 
 SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams& p, uint64_t seed,
-                             uint64_t token_index, std::span<const int32_t> banned) {
+                             uint64_t token_index, std::span<const int32_t> banned,
+                             const float* given_logprobs) {
   const int64_t V = int64_t(logits.size());
   logprobs_.resize(size_t(V));
-  ops::ExecContext cpu;  // one row: the CPU log-softmax, the same code as everywhere else
-  Tensor in = Tensor::view(const_cast<float*>(logits.data()), DType::kF32, {1, V});
-  Tensor out = Tensor::view(logprobs_.data(), DType::kF32, {1, V});
-  ops::log_softmax(cpu, in, out);
+  if (given_logprobs) {
+    std::copy(given_logprobs, given_logprobs + V, logprobs_.begin());
+  } else {
+    ops::ExecContext cpu;  // one row: the CPU log-softmax, the same code as everywhere else
+    Tensor in = Tensor::view(const_cast<float*>(logits.data()), DType::kF32, {1, V});
+    Tensor out = Tensor::view(logprobs_.data(), DType::kF32, {1, V});
+    ops::log_softmax(cpu, in, out);
+  }
 
   auto allowed = [&](int32_t t) { return std::find(banned.begin(), banned.end(), t) == banned.end(); };
   SampleResult r;
@@ -41,19 +58,24 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
     if (r.token < 0) r.token = 0;
   } else {
     // Candidates sorted by (logit desc, id asc); the scaled softmax keeps that order.
-    order_.resize(size_t(V));
-    std::iota(order_.begin(), order_.end(), 0);
-    auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    // One 64-bit key per token, (logit descending, id ascending) as an unsigned order, so the
+    // sort compares integers instead of chasing logits: the same total order, 2-3x faster.
+    keys_.resize(size_t(V));
+    // Banned tokens sort last, so top-k is taken among the allowed ones (as vLLM masks them).
+    for (int32_t t = 0; t < V; ++t) keys_[size_t(t)] = uint64_t(~ordered_bits(logits[t])) << 32 | uint32_t(t);
+    for (int32_t t : banned)
+      if (t >= 0 && t < V) keys_[size_t(t)] = ~uint64_t(0xffffffffu) | uint32_t(t);
     int64_t keep = V;
     if (p.top_k > 0 && p.top_k < V) {
-      std::partial_sort(order_.begin(), order_.begin() + p.top_k, order_.end(), by_logit);
+      std::partial_sort(keys_.begin(), keys_.begin() + p.top_k, keys_.end());
       keep = p.top_k;
     } else {
-      std::sort(order_.begin(), order_.end(), by_logit);
+      std::sort(keys_.begin(), keys_.end());
     }
-    order_.erase(std::remove_if(order_.begin(), order_.begin() + keep, [&](int32_t t) { return !allowed(t); }),
-                 order_.begin() + keep);
-    keep = std::min<int64_t>(keep, int64_t(order_.size()));
+    order_.resize(size_t(keep));
+    for (int64_t i = 0; i < keep; ++i) order_[size_t(i)] = int32_t(uint32_t(keys_[size_t(i)]));
+    order_.erase(std::remove_if(order_.begin(), order_.end(), [&](int32_t t) { return !allowed(t); }), order_.end());
+    keep = int64_t(order_.size());
     if (keep == 0) fail(ErrorKind::kInvalidArgument, "every token is banned at this step");
     const double mx = logits[order_[0]];
     weights_.resize(size_t(keep));

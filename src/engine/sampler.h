@@ -20,13 +20,16 @@ struct SampleResult {
 
 class Sampler {
  public:
-  // `banned`: token ids that may not be sampled now (EOS before min_tokens).
+  // `banned`: token ids that may not be sampled now (EOS before min_tokens). `logprobs`: the
+  // row's log-softmax if the model already computed it (else it is computed here, on the CPU).
   SampleResult sample(std::span<const float> logits, const SamplingParams& params, uint64_t seed,
-                      uint64_t token_index, std::span<const int32_t> banned = {});
+                      uint64_t token_index, std::span<const int32_t> banned = {},
+                      const float* logprobs = nullptr);
 
  private:
   std::vector<float> logprobs_;
   std::vector<int32_t> order_;
+  std::vector<uint64_t> keys_;  // sort keys: (logit desc, id asc)
   std::vector<double> weights_;
 };
 

@@ -19,6 +19,9 @@ struct ForwardBatch {
   int num_seqs = 0;
   int max_blocks = 0;
   std::vector<int32_t> logit_rows;   // rows whose logits are returned, in this order
+  // A KV slot no sequence uses, for the padding rows of CUDA-graph decode buckets (-1: none,
+  // which disables graphs for this batch).
+  int32_t scratch_slot = -1;
 
   int num_tokens() const { return int(token_ids.size()); }
   int max_position() const;  // max over positions, +1

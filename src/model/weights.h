@@ -35,7 +35,9 @@ struct ModelWeights {
 };
 
 // Loads a Hugging Face folder (config.json + safetensors) or a .gguf file. Every tensor's
-// presence, dtype and shape is checked, with the tensor named in the error.
-ModelWeights load_weights(const std::string& path, Device device);
+// presence, dtype and shape is checked, with the tensor named in the error. With `dummy`, only
+// config.json is read and every weight is bf16 Philox noise (vLLM's `--load-format dummy`):
+// full-size shapes for benchmarks without the checkpoint.
+ModelWeights load_weights(const std::string& path, Device device, bool dummy = false);
 
 }  // namespace bitexact::model
