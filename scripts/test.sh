@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds bitexact and runs every test that needs no GPU, as CI does:
+#   1. the main build (the CUDA backend is compiled when nvcc is present; its tests need a GPU
+#      and run through scripts/gpu_check.sh on the device machine instead);
+#   2. reference data from the Hugging Face packages (tokenizer ids, chat template renders);
+#   3. unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   4. the libFuzzer targets for a bounded time (BITEXACT_FUZZ_SECONDS, default 30 each);
+#   5. the whole CTest suite (unit, ops, e2e, invariance, server), whose summary ends the output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${BITEXACT_JOBS:-$(nproc)}"
+FUZZ_SECONDS="${BITEXACT_FUZZ_SECONDS:-30}"
+
+echo "== build"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+
+echo "== reference data (Hugging Face tokenizers / transformers)"
+python3 scripts/tokenizer_corpus.py --out build/tokref
+python3 scripts/chat_template_reference.py --out build/chatref
+
+echo "== sanitizers (unit tests under ASan + UBSan)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBITEXACT_SANITIZE=ON -DBITEXACT_CUDA=OFF >/dev/null
+cmake --build build-asan -j"$JOBS"
+BITEXACT_TOKREF="$PWD/build/tokref" BITEXACT_CHAT_REF="$PWD/build/chatref" \
+  ctest --test-dir build-asan -L unit --output-on-failure -j"$JOBS" | tail -n 3
+
+echo "== fuzzers (${FUZZ_SECONDS}s each)"
+scripts/run_fuzzers.sh "$FUZZ_SECONDS"
+
+echo "== tests"
+BITEXACT_TOKREF="$PWD/build/tokref" BITEXACT_CHAT_REF="$PWD/build/chatref" \
+  ctest --test-dir build -LE cuda --output-on-failure -j"$JOBS"
