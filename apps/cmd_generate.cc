@@ -111,6 +111,7 @@ int cmd_generate(int argc, char** argv) {
   std::string model_path, input, output, device = "cpu";
   std::vector<std::string> prompts;
   engine::SamplingParams defaults;
+  defaults.logprobs = 0;  // the sampled token's logprob is always part of the output (ARCHITECTURE.md 4)
   engine::EngineConfig ec;
   uint64_t seed = 0;
   double kv_cache_mb = 0;
@@ -128,7 +129,7 @@ int cmd_generate(int argc, char** argv) {
   app.add_option("--top-k", defaults.top_k, "0 = off")->capture_default_str();
   app.add_option("--min-p", defaults.min_p)->capture_default_str();
   auto* seed_opt = app.add_option("--seed", seed, "sampling seed (default: a fresh one, reported)");
-  app.add_option("--logprobs", defaults.logprobs, "also return the top N logprobs per token");
+  app.add_option("--logprobs", defaults.logprobs, "also return the top N logprobs per token")->capture_default_str();
   app.add_flag("--ignore-eos", defaults.ignore_eos, "keep generating past end-of-sequence");
   app.add_option("--device", device, "cpu or cuda")->capture_default_str();
   app.add_flag("--no-batch-invariant", no_invariant, "fast batch-dependent kernels (for comparison)");
