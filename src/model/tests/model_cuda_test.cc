@@ -12,6 +12,7 @@
 
 #include "engine/batch_generator.h"
 #include "kv/kv_cache.h"
+#include "model/tests/sequence_runner.h"
 #include "ops/cuda/cuda_ops.h"
 
 using namespace bitexact;
@@ -21,40 +22,16 @@ namespace {
 
 const std::string kSrc = BITEXACT_SOURCE_DIR;
 
-struct Runner {
-  std::unique_ptr<Model> model;
-  std::unique_ptr<kv::KvCache> cache;
-  std::vector<LayerKv> layers;
-  Runner(const std::string& path, Device device, bool invariant = true, bool dummy = false) {
+struct Runner : test_support::SequenceRunner {
+  Runner(const std::string& path, Device device, bool invariant = true, bool dummy = false)
+      : SequenceRunner(path, options(device, invariant, dummy)) {}
+  static ModelOptions options(Device device, bool invariant, bool dummy) {
     ModelOptions o;
     o.device = device;
     o.batch_invariant = invariant;
     o.dummy_weights = dummy;
     o.max_positions = 4096;
-    model = Model::load(path, o);
-    const auto& c = model->config();
-    cache = std::make_unique<kv::KvCache>(
-        kv::KvCacheShape{int(c.num_hidden_layers), 256, 16, int(c.num_key_value_heads), int(c.head_dim)}, device,
-        model->kv_dtype());
-    for (int l = 0; l < c.num_hidden_layers; ++l) layers.push_back({cache->k(l), cache->v(l)});
-  }
-  // Runs tokens at positions [start, start + n) of sequence 0; logits of every row.
-  std::vector<float> step(const std::vector<int32_t>& tokens, int start) {
-    ForwardBatch b;
-    b.token_ids = tokens;
-    b.num_seqs = 1;
-    b.max_blocks = 256;
-    for (int i = 0; i < 256; ++i) b.block_table.push_back(255 - i);
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      int p = start + int(i);
-      b.positions.push_back(p);
-      b.token_seq.push_back(0);
-      b.slots.push_back(b.block_table[p / 16] * 16 + p % 16);
-      b.logit_rows.push_back(int(i));
-    }
-    std::vector<float> logits;
-    model->forward(b, layers, logits);
-    return logits;
+    return o;
   }
 };
 

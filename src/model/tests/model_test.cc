@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
-#include "kv/kv_cache.h"
 #include "model/model.h"
+#include "model/tests/sequence_runner.h"
 
 using namespace bitexact;
 using namespace bitexact::model;
@@ -18,50 +18,8 @@ namespace {
 
 const std::string kFixtures = std::string(BITEXACT_SOURCE_DIR) + "/fixtures/";
 
-struct Runner {
-  std::unique_ptr<Model> model;
-  std::unique_ptr<kv::KvCache> cache;
-  std::vector<LayerKv> layers;
-
-  explicit Runner(const std::string& path) {
-    model = Model::load(path, {});
-    const auto& c = model->config();
-    cache = std::make_unique<kv::KvCache>(
-        kv::KvCacheShape{int(c.num_hidden_layers), 64, 16, int(c.num_key_value_heads), int(c.head_dim)},
-        Device::kCpu, model->kv_dtype());
-    for (int l = 0; l < c.num_hidden_layers; ++l) layers.push_back({cache->k(l), cache->v(l)});
-  }
-  // Prefills `prompt` (positions from `start`), returning logits of every row.
-  std::vector<float> step(const std::vector<int32_t>& tokens, int start) {
-    ForwardBatch b;
-    b.token_ids = tokens;
-    b.num_seqs = 1;
-    b.max_blocks = 64;
-    for (int i = 0; i < 64; ++i) b.block_table.push_back(63 - i);  // blocks out of order on purpose
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      int p = start + int(i);
-      b.positions.push_back(p);
-      b.token_seq.push_back(0);
-      b.slots.push_back(b.block_table[p / 16] * 16 + p % 16);
-      b.logit_rows.push_back(int(i));
-    }
-    std::vector<float> logits;
-    model->forward(b, layers, logits);
-    return logits;
-  }
-  std::vector<int32_t> greedy(std::vector<int32_t> prompt, int n) {
-    std::vector<int32_t> out;
-    std::vector<float> logits = step(prompt, 0);
-    int pos = int(prompt.size());
-    const int64_t V = model->config().vocab_size;
-    for (int i = 0; i < n; ++i) {
-      const float* last = logits.data() + logits.size() - V;
-      int32_t best = int32_t(std::max_element(last, last + V) - last);  // first maximum
-      out.push_back(best);
-      logits = step({best}, pos++);
-    }
-    return out;
-  }
+struct Runner : test_support::SequenceRunner {
+  explicit Runner(const std::string& path) : SequenceRunner(path, {}) {}
 };
 
 std::vector<float> read_f32(const std::string& path, size_t n) {
