@@ -4,9 +4,12 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace bitexact::io::detail {
@@ -25,6 +28,16 @@ inline bool numel_ok(const std::vector<int64_t>& shape, uint64_t* out) {
   if (n > uint64_t(INT64_MAX)) return false;
   *out = n;
   return true;
+}
+
+// A whole text file (config.json, an index); Error(kIo) naming the path if it cannot be read.
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorKind::kIo, "cannot open `" + path + "`");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail(ErrorKind::kIo, "cannot read `" + path + "`");
+  return ss.str();
 }
 
 template <typename T>

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/config_fields.h"
+#include "io/io_util.h"
 
 namespace bitexact::io {
 
@@ -192,12 +193,7 @@ namespace {
 std::optional<std::string> read_if_exists(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::kIo, "cannot open `" + path + "`");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(ErrorKind::kIo, "cannot read `" + path + "`");
-  return ss.str();
+  return detail::read_text(path);
 }
 
 // A folder stands for the named file inside it.

@@ -207,15 +207,6 @@ std::vector<SafetensorsEntry> parse_safetensors(const uint8_t* data, size_t size
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::kIo, "cannot open `" + path + "`");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(ErrorKind::kIo, "cannot read `" + path + "`");
-  return ss.str();
-}
-
 }  // namespace
 
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
@@ -253,7 +244,7 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
 
   if (!index_path.empty()) {
     const std::string src = index_path.string();
-    const std::string text = read_text(src);
+    const std::string text = detail::read_text(src);
     const json index = parse_json_object(text.data(), text.data() + text.size(), src, "index");
     auto wm = index.find("weight_map");
     if (wm == index.end() || !wm->is_object()) format_error(src, "`weight_map` must be an object");
