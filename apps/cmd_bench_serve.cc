@@ -35,6 +35,7 @@ struct BenchOptions {
               endpoint = "/v1/completions";
   int num_prompts = 100, input_len = 1024, output_len = 128, max_concurrency = 0;
   double range_ratio = 0.0, request_rate = std::numeric_limits<double>::infinity();
+  double temperature = 0.0;  // greedy, as `vllm bench serve` sends by default
   uint64_t seed = 0;
   int64_t vocab_size = 0;
 };
@@ -102,7 +103,7 @@ Result run_one(const BenchOptions& o, const Sample& s, Clock::time_point bench_s
   Result res;
   res.prompt_len = int(s.prompt.size());
   const json body = {
-      {"model", o.model},   {"prompt", s.prompt}, {"max_tokens", s.output_len},
+      {"model", o.model},   {"prompt", s.prompt}, {"max_tokens", s.output_len}, {"temperature", o.temperature},
       {"ignore_eos", true}, {"stream", true},     {"stream_options", {{"include_usage", true}}}};
   httplib::Client cli(o.base_url);
   cli.set_read_timeout(600);
@@ -290,6 +291,8 @@ int bench_serve(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-concurrency", o.max_concurrency, "requests in flight at most (0: no cap)");
   app.add_option("--seed", o.seed, "dataset and arrival seed")->capture_default_str();
+  app.add_option("--temperature", o.temperature, "sampling temperature sent with each request")
+      ->capture_default_str();
   app.add_option("--vocab-size", o.vocab_size,
                  "token ids are drawn below this (default: from /v1/models)");
   app.add_option("--result-file", o.result_file, "write the results as JSON");

@@ -116,6 +116,8 @@ int cmd_generate(int argc, char** argv) {
   uint64_t seed = 0;
   double kv_cache_mb = 0;
   bool no_invariant = false, no_prefix_caching = false;
+  LoadFlags load;
+  ParallelFlags parallel;
   app.add_option("--model", model_path, "Hugging Face model folder or .gguf file")->required();
   app.add_option("--prompt", prompts, "a prompt (repeatable)");
   app.add_option("--input", input,
@@ -132,6 +134,8 @@ int cmd_generate(int argc, char** argv) {
   app.add_option("--logprobs", defaults.logprobs, "also return the top N logprobs per token")->capture_default_str();
   app.add_flag("--ignore-eos", defaults.ignore_eos, "keep generating past end-of-sequence");
   app.add_option("--device", device, "cpu or cuda")->capture_default_str();
+  load.add_to(app);
+  parallel.add_to(app);
   app.add_flag("--no-batch-invariant", no_invariant, "fast batch-dependent kernels (for comparison)");
   app.add_option("--max-num-seqs", ec.max_num_seqs, "running sequences at most")->capture_default_str();
   app.add_option("--max-num-batched-tokens", ec.max_num_batched_tokens, "tokens per forward step")
@@ -152,6 +156,8 @@ int cmd_generate(int argc, char** argv) {
 
   model::ModelOptions options;
   options.device = parse_device(device);
+  load.apply(options);
+  parallel.apply(options);
   options.batch_invariant = !no_invariant;
   ModelSession s = open_model(model_path, options);
   ec.eos_ids = s.eos_ids;

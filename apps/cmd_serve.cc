@@ -41,6 +41,8 @@ int cmd_serve(int argc, char** argv) {
   server::ServerOptions opt;
   engine::EngineConfig ec;
   bool no_invariant = false, no_prefix_caching = false;
+  LoadFlags load;
+  ParallelFlags parallel;
   int max_logprobs = 20;
   double body_mb = 8.0, kv_cache_gb = 0.0;
   if (const char* key = std::getenv("BITEXACT_API_KEY")) opt.api_key = key;
@@ -64,6 +66,8 @@ int cmd_serve(int argc, char** argv) {
   app.add_option("--num-kv-blocks", ec.num_kv_blocks, "KV cache blocks (0: from --kv-cache-gb)");
   app.add_option("--kv-cache-gb", kv_cache_gb, "KV cache size in GiB (default: the engine's)");
   app.add_flag("--no-enable-prefix-caching", no_prefix_caching, "turn the prefix cache off");
+  load.add_to(app);
+  parallel.add_to(app);
   app.add_flag("--no-batch-invariant", no_invariant,
                "fast batch-dependent kernels (for comparison)");
   app.add_option("--max-logprobs", max_logprobs, "the most top logprobs a request may ask for")
@@ -72,7 +76,9 @@ int cmd_serve(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-pending", opt.max_pending, "engine requests in flight before 503")
       ->capture_default_str();
-  app.add_option("--http-threads", opt.http_threads, "HTTP worker threads (one per open stream)")
+  app.add_option("--max-connections,--http-threads", opt.max_connections,
+                 "HTTP connections served at once, one thread each, started on demand (an open "
+                 "stream holds one); more wait for a free one")
       ->capture_default_str();
   app.add_option("--shutdown-timeout", opt.shutdown_timeout_s,
                  "seconds in-flight requests get on SIGTERM")
@@ -96,6 +102,8 @@ int cmd_serve(int argc, char** argv) {
 
   model::ModelOptions mo;
   mo.device = parse_device(device);
+  load.apply(mo);
+  parallel.apply(mo);
   mo.batch_invariant = !no_invariant;
   if (ec.max_model_len > 0) mo.max_positions = ec.max_model_len;
   ModelSession s = open_model(model_path, mo);

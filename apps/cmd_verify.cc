@@ -17,10 +17,12 @@ int cmd_verify(int argc, char** argv) {
                "bitexact verify"};
   std::string model_path, device = "cpu";
   bool no_invariant = false;
+  ParallelFlags parallel;
   engine::CheckOptions opt;
   app.add_option("--model", model_path, "Hugging Face model folder or .gguf file")->required();
   app.add_option("--device", device, "cpu or cuda")->capture_default_str();
   app.add_flag("--no-batch-invariant", no_invariant, "the fast batch-dependent kernels (expect divergences)");
+  parallel.add_to(app);
   app.add_option("--num-prompts", opt.num_prompts, "random prompts per check")->capture_default_str();
   app.add_option("--max-tokens", opt.max_tokens, "tokens generated per request")->capture_default_str();
   app.add_option("--temperature", opt.temperature)->capture_default_str();
@@ -41,6 +43,7 @@ int cmd_verify(int argc, char** argv) {
   model::ModelOptions options;
   options.device = parse_device(device);
   options.batch_invariant = !no_invariant;
+  parallel.apply(options);
   ModelSession s = open_model(model_path, options);
   engine::InvarianceChecker checker(*s.model, s.eos_ids, opt);
 

@@ -25,6 +25,33 @@ Device parse_device(const std::string& name) {
   fail(ErrorKind::kInvalidArgument, "--device must be cpu or cuda, got `" + name + "`");
 }
 
+void LoadFlags::add_to(CLI::App& app) {
+  app.add_option("--load-format", load_format, "auto (the checkpoint) or dummy (random weights, config.json only)")
+      ->check(CLI::IsMember({"auto", "dummy"}))
+      ->capture_default_str();
+  app.add_flag("--enforce-eager", enforce_eager, "CUDA: run every step eagerly, without CUDA graphs");
+}
+
+void LoadFlags::apply(model::ModelOptions& options) const {
+  options.dummy_weights = load_format == "dummy";
+  options.cuda_graphs = !enforce_eager;
+}
+
+void ParallelFlags::add_to(CLI::App& app) {
+  app.add_option("--tensor-parallel-size", tensor_parallel_size,
+                 "ranks of tensor parallelism: 1, 2, 4 or 8 (CPU: threads; CUDA: GPUs over NCCL)")
+      ->check(CLI::IsMember({1, 2, 4, 8}))
+      ->capture_default_str();
+  app.add_flag("--tp-invariant", tp_invariant,
+               "split row-parallel layers in 8 fixed parts even at TP=1 (the bits of every TP size; "
+               "always on at TP>1)");
+}
+
+void ParallelFlags::apply(model::ModelOptions& options) const {
+  options.tensor_parallel_size = tensor_parallel_size;
+  if (tp_invariant) options.tp_invariant = true;
+}
+
 ModelSession open_model(const std::string& path, const model::ModelOptions& options) {
   if (!fs::exists(path)) fail(ErrorKind::kIo, "model path `" + path + "` does not exist");
   ModelSession s;

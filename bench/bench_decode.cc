@@ -1,12 +1,14 @@
-// CPU (or CUDA) decode throughput of a model: single-stream tokens/s and batched tokens/s,
-// with the engine's simple batched loop. Usage: bench_decode MODEL [--device cpu|cuda]
-// [--tokens N] [--batch B] [--no-batch-invariant] [--load-format dummy] [--enforce-eager]. Prints one line per configuration.
+// CPU (or CUDA) decode throughput of a model through the continuous-batching engine (the path
+// `serve` and `generate` use, sampling included): single-stream and batched tokens/s over the
+// decode steps, after a warm-up run. Usage: bench_decode MODEL [--device cpu|cuda] [--tokens N]
+// [--batch B] [--no-batch-invariant] [--load-format dummy] [--enforce-eager] [--host-sampling].
+// Prints one line per configuration.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
-#include "engine/batch_generator.h"
+#include "engine/engine.h"
 #ifdef BITEXACT_WITH_CUDA
 #include "ops/cuda/cuda_ops.h"
 #endif
@@ -20,11 +22,13 @@ int main(int argc, char** argv) {
   }
   model::ModelOptions opt;
   int tokens = 128, batch = 16;
+  bool host_sampling = false;
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) batch = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--no-batch-invariant")) opt.batch_invariant = false;
     else if (!std::strcmp(argv[i], "--enforce-eager")) opt.cuda_graphs = false;
+    else if (!std::strcmp(argv[i], "--host-sampling")) host_sampling = true;
     else if (!std::strcmp(argv[i], "--load-format") && i + 1 < argc) opt.dummy_weights = !std::strcmp(argv[++i], "dummy");
     else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) {
       if (!std::strcmp(argv[++i], "cuda")) {
@@ -41,23 +45,33 @@ int main(int argc, char** argv) {
   try {
     auto m = model::Model::load(argv[1], opt);
     const int prompt_len = 16;
-    engine::BatchGenerator gen(*m, batch * ((prompt_len + tokens) / 16 + 2), 16, {});
+    engine::EngineConfig ec;
+    ec.max_num_seqs = batch;
+    ec.num_kv_blocks = batch * ((prompt_len + tokens) / 16 + 2) + 1;
+    ec.enable_prefix_caching = false;
+    ec.device_greedy = !host_sampling;
+    engine::Engine eng(*m, nullptr, ec);
     for (int b : {1, batch}) {
-      std::vector<engine::GenerateRequest> reqs;
-      for (int r = 0; r < b; ++r) {
-        engine::GenerateRequest q;
-        for (int i = 0; i < prompt_len; ++i) q.prompt.push_back(3 + (r * 31 + i * 7) % int(m->config().vocab_size - 3));
-        q.params.max_tokens = tokens;
-        q.params.temperature = 0;
-        q.params.ignore_eos = true;
-        reqs.push_back(q);
-      }
-      gen.generate(reqs);  // warm-up
-      auto t0 = std::chrono::steady_clock::now();
-      gen.generate(reqs);
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("%s batch=%d tokens=%d: %.1f tok/s (%.3f ms/step)\n", argv[1], b, tokens, b * tokens / s,
-                  1e3 * s / tokens);
+      auto run = [&](const std::string& tag) {
+        for (int r = 0; r < b; ++r) {
+          engine::RequestSpec q;
+          q.id = tag + std::to_string(r);
+          for (int i = 0; i < prompt_len; ++i) q.prompt.push_back(3 + (r * 31 + i * 7) % int(m->config().vocab_size - 3));
+          q.params.max_tokens = tokens;
+          q.params.temperature = 0;
+          q.params.ignore_eos = true;
+          eng.add_request(q);
+        }
+        eng.step();  // the prefill step, not timed
+        const auto t0 = std::chrono::steady_clock::now();
+        int steps = 0;
+        while (eng.has_unfinished()) eng.step(), ++steps;
+        return std::make_pair(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), steps);
+      };
+      run("warm");
+      auto [s, steps] = run("timed");
+      std::printf("%s batch=%d tokens=%d: %.1f tok/s (%.3f ms/step)\n", argv[1], b, tokens,
+                  double(b) * steps / s, 1e3 * s / steps);
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_decode: %s\n", e.what());

@@ -80,6 +80,43 @@ LLAMA = {"architectures": ["LlamaForCausalLM"], "vocab_size": 128256, "hidden_si
 GENERATION = {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "temperature": 0.6,
               "top_k": 20, "top_p": 0.95, "min_p": 0.0, "repetition_penalty": 1.1}
 
+# Request bodies for fuzz_request: every prompt form, chat with tools / tool history / thinking,
+# and the sampling, stopping, logprob and streaming fields (all valid for the fuzzer's models).
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                                           "parameters": {"type": "object", "properties": {
+                                               "city": {"type": "string"}}, "required": ["city"]}}}]
+REQUESTS = {
+    "completion_text.json": {"model": "m", "prompt": "Once upon a time", "max_tokens": 16,
+                             "temperature": 0.7, "top_p": 0.9, "top_k": 20, "min_p": 0.05, "seed": 7},
+    "completion_list.json": {"prompt": ["The dog", "A cat"], "n": 2, "max_tokens": 8, "stop": ["\n", "."],
+                             "logprobs": 3, "echo": True},
+    "completion_ids.json": {"prompt": [1, 2, 3, 4], "max_tokens": 4, "stop_token_ids": [2],
+                            "ignore_eos": True, "min_tokens": 2},
+    "completion_id_lists.json": {"prompt": [[1, 2], [3, 4, 5]], "max_tokens": 3, "best_of": 1},
+    "completion_stream.json": {"prompt": "Hi", "stream": True, "stream_options": {"include_usage": True},
+                               "max_tokens": 5, "presence_penalty": 0.5, "frequency_penalty": 0.2,
+                               "repetition_penalty": 1.1, "skip_special_tokens": False},
+    "chat_simple.json": {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                                    {"role": "user", "content": "Hello"}],
+                         "max_completion_tokens": 16, "logprobs": True, "top_logprobs": 2},
+    "chat_tools.json": {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": TOOLS,
+                        "tool_choice": "auto", "chat_template_kwargs": {"enable_thinking": False},
+                        "max_tokens": 32},
+    "chat_tool_history.json": {"messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "22 C"},
+        {"role": "assistant", "content": "<think>ok</think>It is 22 C."},
+        {"role": "user", "content": [{"type": "text", "text": "And"}, {"type": "text", "text": "Rome?"}]}],
+        "tools": TOOLS, "stream": True, "n": 2, "seed": 1, "stop": "."},
+    "chat_template_override.json": {"messages": [{"role": "user", "content": "x"}],
+                                    "chat_template": "{% for m in messages %}{{ m.role }}: {{ m.content }}\n"
+                                                     "{% endfor %}{% if add_generation_prompt %}a:{% endif %}",
+                                    "add_generation_prompt": True, "response_format": {"type": "text"}},
+}
+
 SEEDS = {
     "fuzz_safetensors": {
         "two_tensors.safetensors": safetensors(
@@ -104,6 +141,7 @@ SEEDS = {
         "llama3.json": json.dumps(LLAMA).encode(),
         "generation_config.json": json.dumps(GENERATION).encode(),
     },
+    "fuzz_request": {name: json.dumps(body).encode() for name, body in REQUESTS.items()},
 }
 
 

@@ -9,7 +9,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PACKAGES=(build-essential cmake ninja-build pkg-config ccache clang libclang-rt-dev
           nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libfmt-dev
-          libcpp-httplib-dev libgtest-dev googletest python3 python3-pip)
+          libcpp-httplib-dev libgtest-dev googletest python3 python3-pip python3-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -19,7 +19,7 @@ BatchGenerator::BatchGenerator(model::Model& model, int kv_blocks, int block_siz
                                std::vector<int32_t> eos_ids)
     : model_(model),
       cache_(kv::KvCacheShape{int(model.config().num_hidden_layers), kv_blocks, block_size,
-                              int(model.config().num_key_value_heads), int(model.config().head_dim)},
+                              int(model.kv_cache_heads()), int(model.config().head_dim)},
              model.context().device, model.kv_dtype()),
       eos_ids_(std::move(eos_ids)) {
   for (int l = 0; l < cache_.shape().num_layers; ++l) layers_.push_back({cache_.k(l), cache_.v(l)});

@@ -17,6 +17,7 @@
 #include "engine/scheduler.h"
 #include "engine/text_stream.h"
 #include "kv/kv_cache.h"
+#include "model/weight_update.h"
 
 namespace bitexact::engine {
 
@@ -65,13 +66,24 @@ struct Engine::Impl {
   std::vector<RequestOutput> aborted;  // returned by the next step()
   Sampler sampler;
   std::vector<float> logits, logprobs;  // [rows * V] each; log-softmax computed by the model
+  std::vector<model::RowTop> tops;      // rows sampled greedily on the model's device
   int32_t scratch_slot = -1;            // a KV slot no request uses (CUDA-graph padding rows)
   uint64_t next_order = 0;
   EngineStats st;
+  // A staged weight update (update_weights), applied once every request added before it ended;
+  // requests added meanwhile wait in `held`, outside the scheduler.
+  std::optional<model::ModelWeights> new_weights;
+  std::function<void()> on_weights_updated;
+  std::vector<Request*> held;
+  void apply_update_if_drained();
 
   Impl(model::Model& m, const tok::Tokenizer* t, const EngineConfig& c) : model(m), tokenizer(t), config(c) {}
   void validate(const RequestSpec& spec) const;
-  void postprocess(Sample& s, const float* row, const float* row_logprobs);
+  std::vector<int32_t> banned(const Sample& s) const;
+  // -1 if the host sampler needs s's full logits row; else the top-n the device path returns.
+  int device_top_n(const Sample& s) const;
+  SampleResult draw(Sample& s, const float* row, const float* row_logprobs);
+  void postprocess(Sample& s, SampleResult r);
   void finish(Sample& s, const std::string& reason, std::optional<std::string> stop_reason);
 };
 
@@ -90,13 +102,13 @@ Engine::Engine(model::Model& model, const tok::Tokenizer* tokenizer, const Engin
     c.max_model_len = model.max_positions();
   }
   if (c.num_kv_blocks <= 0) {
-    const size_t per_block = size_t(mc.num_hidden_layers) * 2 * size_t(c.block_size) * size_t(mc.num_key_value_heads) *
+    const size_t per_block = size_t(mc.num_hidden_layers) * 2 * size_t(c.block_size) * size_t(model.kv_cache_heads()) *
                              size_t(mc.head_dim) * dtype_size(model.kv_dtype());
     c.num_kv_blocks = int(c.kv_cache_bytes / per_block);
     if (c.num_kv_blocks < 2) fail(ErrorKind::kInvalidArgument, "the KV cache budget holds fewer than two blocks");
   }
   e.cache = std::make_unique<kv::KvCache>(
-      kv::KvCacheShape{int(mc.num_hidden_layers), c.num_kv_blocks, c.block_size, int(mc.num_key_value_heads),
+      kv::KvCacheShape{int(mc.num_hidden_layers), c.num_kv_blocks, c.block_size, int(model.kv_cache_heads()),
                        int(mc.head_dim)},
       model.context().device, model.kv_dtype());
   for (int l = 0; l < int(mc.num_hidden_layers); ++l) e.layers.push_back({e.cache->k(l), e.cache->v(l)});
@@ -161,7 +173,10 @@ void Engine::add_request(RequestSpec spec) {
     req->samples.push_back(std::move(s));
   }
   req->unfinished = r.n;
-  for (auto& s : req->samples) e.scheduler->add(&s->seq);
+  if (e.new_weights)
+    e.held.push_back(req.get());  // runs on the new weights, after the swap
+  else
+    for (auto& s : req->samples) e.scheduler->add(&s->seq);
   e.st.prompt_tokens += r.prompt.size() * size_t(r.n);
   e.requests.emplace(r.id, std::move(req));
 }
@@ -184,8 +199,10 @@ void Engine::abort(const std::string& id) {
     d.finish_reason = "abort";
     out.samples.push_back(std::move(d));
   }
+  std::erase(e.held, it->second.get());
   e.requests.erase(it);
   e.aborted.push_back(std::move(out));
+  e.apply_update_if_drained();
 }
 
 void Engine::Impl::finish(Sample& s, const std::string& reason, std::optional<std::string> stop_reason) {
@@ -197,17 +214,37 @@ void Engine::Impl::finish(Sample& s, const std::string& reason, std::optional<st
   --s.req->unfinished;
 }
 
-// Samples the next token of `s` from its logits row and applies the stop conditions.
-void Engine::Impl::postprocess(Sample& s, const float* row, const float* row_logprobs) {
+// Tokens that may not be sampled now: EOS and stop ids before min_tokens.
+std::vector<int32_t> Engine::Impl::banned(const Sample& s) const {
+  const SamplingParams& p = s.req->spec.params;
+  std::vector<int32_t> out;
+  if (s.generated < p.min_tokens) {
+    out = p.stop_token_ids;
+    if (!p.ignore_eos) out.insert(out.end(), config.eos_ids.begin(), config.eos_ids.end());
+  }
+  return out;
+}
+
+// A greedy row with nothing banned and no penalty is the argmax of the raw logits, so the
+// model's device can pick it (model::RowTop) with the same result as Sampler::sample.
+int Engine::Impl::device_top_n(const Sample& s) const {
+  const SamplingParams& p = s.req->spec.params;
+  if (!config.device_greedy || !p.greedy() || p.has_penalties() || !banned(s).empty()) return -1;
+  return std::max(p.logprobs, 0);
+}
+
+SampleResult Engine::Impl::draw(Sample& s, const float* row, const float* row_logprobs) {
   const SamplingParams& p = s.req->spec.params;
   const int64_t V = model.config().vocab_size;
-  std::vector<int32_t> banned;
-  if (s.generated < p.min_tokens) {
-    banned = p.stop_token_ids;
-    if (!p.ignore_eos) banned.insert(banned.end(), config.eos_ids.begin(), config.eos_ids.end());
-  }
-  SampleResult r =
-      sampler.sample(std::span<const float>(row, size_t(V)), p, s.seed, uint64_t(s.generated), banned, row_logprobs);
+  const std::span<const int32_t> all(s.seq.tokens);
+  const TokenHistory history{all.first(size_t(s.seq.num_prompt)), all.subspan(size_t(s.seq.num_prompt))};
+  return sampler.sample(std::span<const float>(row, size_t(V)), p, s.seed, uint64_t(s.generated), banned(s),
+                        row_logprobs, history);
+}
+
+// Appends the sampled token to `s` and applies the stop conditions.
+void Engine::Impl::postprocess(Sample& s, SampleResult r) {
+  const SamplingParams& p = s.req->spec.params;
   s.seq.tokens.push_back(r.token);
   ++s.generated;
   ++st.generation_tokens;
@@ -277,8 +314,9 @@ std::vector<RequestOutput> Engine::step() {
       uses.push_back({s, -1});
     }
   }
+  for (const RowUse& u : uses) b.row_top_n.push_back(u.prompt_pos >= 0 ? -1 : e.device_top_n(*u.sample));
   const auto f0 = std::chrono::steady_clock::now();
-  e.model.forward(b, e.layers, e.logits, &e.logprobs);
+  e.model.forward(b, e.layers, e.logits, &e.logprobs, &e.tops);
   const auto f1 = std::chrono::steady_clock::now();
   e.scheduler->on_computed(plan);
 
@@ -296,7 +334,12 @@ std::vector<RequestOutput> Engine::step() {
                                      s.req->spec.prompt_logprobs, e.logprobs.data() + r * size_t(V));
       continue;
     }
-    e.postprocess(s, row, e.logprobs.data() + r * size_t(V));
+    if (b.row_top_n[r] >= 0) {
+      const model::RowTop& t = e.tops[r];
+      e.postprocess(s, SampleResult{t.token, t.logprob, t.top});
+    } else {
+      e.postprocess(s, e.draw(s, row, e.logprobs.data() + r * size_t(V)));
+    }
     if (!s.req->touched) s.req->touched = true, touched.push_back(s.req);
   }
   e.st.sample_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
@@ -328,6 +371,7 @@ std::vector<RequestOutput> Engine::step() {
   ++e.st.steps;
   e.st.forward_seconds += std::chrono::duration<double>(f1 - f0).count();
   e.st.step_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  e.apply_update_if_drained();
   return outs;
 }
 
@@ -338,11 +382,39 @@ EngineStats Engine::stats() const {
   EngineStats s = e.st;
   s.running = e.scheduler->num_running();
   s.waiting = e.scheduler->num_waiting();
+  for (const Request* r : e.held) s.waiting += int(r->samples.size());
   s.kv_blocks_total = e.blocks->num_blocks() - 1;  // without the scratch block
   s.kv_blocks_free = e.blocks->num_available();
   s.preemptions = e.scheduler->num_preemptions();
   s.prefix_cache_hits = e.blocks->hits();
   return s;
+}
+
+void Engine::update_weights(const std::string& dir, std::function<void()> on_done) {
+  Impl& e = *impl_;
+  if (e.new_weights)
+    fail(ErrorKind::kInvalidArgument, "a weight update is already waiting for running requests");
+  // Read and checked in full before anything changes: a bad checkpoint leaves the engine as it was.
+  model::ModelWeights w =
+      model::load_weight_update(dir, e.model.config(), e.model.context().device);
+  e.model.check_replacement(w);
+  e.new_weights = std::move(w);
+  e.on_weights_updated = std::move(on_done);
+  e.apply_update_if_drained();
+}
+
+bool Engine::weight_update_pending() const { return impl_->new_weights.has_value(); }
+
+void Engine::Impl::apply_update_if_drained() {
+  if (!new_weights || requests.size() > held.size()) return;  // older requests still run
+  model.replace_weights(std::move(*new_weights));
+  new_weights.reset();
+  // Cached blocks hold KV computed with the old weights; nothing holds a block now.
+  blocks->clear_cache();
+  for (Request* r : held)
+    for (auto& s : r->samples) scheduler->add(&s->seq);
+  held.clear();
+  if (auto done = std::move(on_weights_updated)) done();
 }
 
 }  // namespace bitexact::engine

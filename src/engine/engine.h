@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,10 @@ struct EngineConfig {
   size_t kv_cache_bytes = size_t(256) << 20;
   bool enable_prefix_caching = true;
   std::vector<int32_t> eos_ids;        // end a sequence unless ignore_eos
+  // Greedy rows without penalties or banned tokens take their token and logprobs from the
+  // model's device (model::RowTop) instead of copying the logits row: the same values, fewer
+  // bytes. Off: every row goes through the host sampler (tests compare the two).
+  bool device_greedy = true;
 };
 
 struct RequestSpec {
@@ -94,6 +99,16 @@ class Engine {
   // One scheduling step. Returns outputs of requests that made progress or finished.
   std::vector<RequestOutput> step();
   bool has_unfinished() const;
+  // Replaces the model's weights with a folder of safetensors holding the same tensor names,
+  // shapes and dtypes (model/weight_update.h). Read and checked first: a mismatch, a missing or a
+  // corrupt file throws Error and changes nothing. Atomic for requests: those added before this
+  // call finish on the old weights; later ones wait until they have, then the weights are
+  // swapped, the prefix cache (KV of the old weights) is cleared and the waiting requests start.
+  // `on_done` runs when the swap happened: at once if nothing was running, else inside the
+  // step() (or abort()) that ended the last older request. Throws Error(kInvalidArgument) while
+  // another update waits.
+  void update_weights(const std::string& dir, std::function<void()> on_done = {});
+  bool weight_update_pending() const;
   EngineStats stats() const;
   const EngineConfig& config() const;
 

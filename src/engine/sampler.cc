@@ -10,19 +10,9 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "ops/ops.h"
+#include "ops/top_key.h"
 
 namespace bitexact::engine {
-namespace {
-
-// Float bits mapped to an unsigned integer with the same order (-0 and +0 equal, as with <).
-uint32_t ordered_bits(float x) {
-  if (x == 0.0f) x = 0.0f;
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-}  // namespace
 
 void SamplingParams::validate() const {
   auto bad = [](const std::string& m) { fail(ErrorKind::kInvalidArgument, m); };
@@ -33,11 +23,45 @@ void SamplingParams::validate() const {
   if (top_k < -1) bad("top_k must be -1, 0 (off) or positive");
   if (!(min_p >= 0.0 && min_p <= 1.0)) bad("min_p must be in [0, 1]");
   if (logprobs < -1 || logprobs > 20) bad("logprobs must be between 0 and 20");
+  if (!(presence_penalty >= -2.0 && presence_penalty <= 2.0)) bad("presence_penalty must be in [-2, 2]");
+  if (!(frequency_penalty >= -2.0 && frequency_penalty <= 2.0)) bad("frequency_penalty must be in [-2, 2]");
+  if (!(repetition_penalty > 0.0 && repetition_penalty <= 2.0)) bad("repetition_penalty must be in (0, 2]");
 }
+
+namespace {
+
+// The penalised copy of a logits row (SamplingParams' penalties, in vLLM's order). Token ids
+// outside the vocabulary in the history are ignored.
+void apply_penalties(std::span<const float> logits, const SamplingParams& p, TokenHistory h,
+                     std::vector<float>& out, std::vector<int32_t>& counts) {
+  const int64_t V = int64_t(logits.size());
+  out.assign(logits.begin(), logits.end());
+  counts.assign(size_t(V), 0);
+  for (int32_t t : h.output)
+    if (t >= 0 && t < V) ++counts[size_t(t)];
+  if (p.repetition_penalty != 1.0) {
+    const float r = float(p.repetition_penalty);
+    auto penalise = [&](int32_t t) {
+      if (t < 0 || t >= V) return;
+      out[size_t(t)] = logits[size_t(t)] > 0 ? logits[size_t(t)] / r : logits[size_t(t)] * r;
+    };
+    for (int32_t t : h.prompt) penalise(t);  // idempotent: each seen token once, from the raw logit
+    for (int32_t t : h.output) penalise(t);
+  }
+  const float f = float(p.frequency_penalty), pr = float(p.presence_penalty);
+  if (f != 0.0f || pr != 0.0f)
+    for (int64_t t = 0; t < V; ++t)
+      if (counts[size_t(t)] > 0) {
+        out[size_t(t)] -= f * float(counts[size_t(t)]);
+        out[size_t(t)] -= pr;
+      }
+}
+
+}  // namespace
 
 SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams& p, uint64_t seed,
                              uint64_t token_index, std::span<const int32_t> banned,
-                             const float* given_logprobs) {
+                             const float* given_logprobs, TokenHistory history) {
   const int64_t V = int64_t(logits.size());
   logprobs_.resize(size_t(V));
   if (given_logprobs) {
@@ -49,6 +73,11 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
     ops::log_softmax(cpu, in, out);
   }
 
+  // Penalties decide the token; the logprobs above stay the raw distribution's.
+  if (p.has_penalties()) {
+    apply_penalties(logits, p, history, penalized_, counts_);
+    logits = std::span<const float>(penalized_);
+  }
   auto allowed = [&](int32_t t) { return std::find(banned.begin(), banned.end(), t) == banned.end(); };
   SampleResult r;
   if (p.greedy()) {
@@ -62,7 +91,8 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
     // sort compares integers instead of chasing logits: the same total order, 2-3x faster.
     keys_.resize(size_t(V));
     // Banned tokens sort last, so top-k is taken among the allowed ones (as vLLM masks them).
-    for (int32_t t = 0; t < V; ++t) keys_[size_t(t)] = uint64_t(~ordered_bits(logits[t])) << 32 | uint32_t(t);
+    // The order of ops::top_tokens (NaN last), so device and host rank ties alike.
+    for (int32_t t = 0; t < V; ++t) keys_[size_t(t)] = uint64_t(~ops::top_key_bits(logits[t])) << 32 | uint32_t(t);
     for (int32_t t : banned)
       if (t >= 0 && t < V) keys_[size_t(t)] = ~uint64_t(0xffffffffu) | uint32_t(t);
     int64_t keep = V;

@@ -18,19 +18,28 @@ struct SampleResult {
   std::vector<std::pair<int32_t, float>> top;   // top-N (token, logprob), highest first
 };
 
+// The tokens a sample has seen so far, for the penalties.
+struct TokenHistory {
+  std::span<const int32_t> prompt, output;
+};
+
 class Sampler {
  public:
   // `banned`: token ids that may not be sampled now (EOS before min_tokens). `logprobs`: the
   // row's log-softmax if the model already computed it (else it is computed here, on the CPU).
+  // Penalties change which token is chosen; the reported logprobs stay the model's raw ones
+  // (vLLM's default `raw_logprobs`).
   SampleResult sample(std::span<const float> logits, const SamplingParams& params, uint64_t seed,
                       uint64_t token_index, std::span<const int32_t> banned = {},
-                      const float* logprobs = nullptr);
+                      const float* logprobs = nullptr, TokenHistory history = {});
 
  private:
   std::vector<float> logprobs_;
   std::vector<int32_t> order_;
   std::vector<uint64_t> keys_;  // sort keys: (logit desc, id asc)
   std::vector<double> weights_;
+  std::vector<float> penalized_;
+  std::vector<int32_t> counts_;
 };
 
 }  // namespace bitexact::engine

@@ -163,7 +163,10 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.eos_token_ids = f.int_or_int_list("eos_token_id");
 
   if (moe) {
-    c.num_experts = f.positive_int("num_experts");
+    // transformers 5 writes the expert count as `num_local_experts`.
+    c.num_experts = f.get("num_experts") || !f.get("num_local_experts")
+                        ? f.positive_int("num_experts")
+                        : f.positive_int("num_local_experts");
     c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
     if (c.num_experts_per_tok > c.num_experts) {
       f.bad("num_experts_per_tok", "at most `num_experts` (" + std::to_string(c.num_experts) + ")");

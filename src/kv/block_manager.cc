@@ -123,4 +123,14 @@ void BlockManager::register_block(std::span<const int32_t> tokens, std::span<con
   ++cached_count_;
 }
 
+void BlockManager::clear_cache() {
+  for (size_t b = 0; b < meta_.size(); ++b) {
+    if (!meta_[b].cached) continue;
+    evict(int(b));
+    ++meta_[b].gen;
+    alloc_.release(int(b));  // the cache's own reference: an unheld block returns to the free list
+  }
+  evictable_.clear();
+}
+
 }  // namespace bitexact::kv

@@ -49,6 +49,10 @@ class BlockManager {
 
   uint64_t hits() const { return hits_; }  // blocks reused through match_prefix
 
+  // Forgets every cache entry (after a weight update their KV is stale). Unheld cached blocks
+  // become free; blocks a sequence still holds stay with it, uncached.
+  void clear_cache();
+
  private:
   struct Meta {
     bool cached = false;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -22,9 +23,22 @@ struct ForwardBatch {
   // A KV slot no sequence uses, for the padding rows of CUDA-graph decode buckets (-1: none,
   // which disables graphs for this batch).
   int32_t scratch_slot = -1;
+  // Per logit row, parallel to logit_rows (empty: every row -1). -1: the row's f32 logits and
+  // log-softmax are returned. n >= 0: only its greedy token, that token's logprob and the top n
+  // logprobs (a RowTop), found on the model's device: a decode step then copies a few bytes per
+  // row instead of the vocabulary twice.
+  std::vector<int> row_top_n;
 
   int num_tokens() const { return int(token_ids.size()); }
   int max_position() const;  // max over positions, +1
+};
+
+// What a logit row with row_top_n >= 0 returns: the same values the host sampler would find
+// in that row's logits and log-softmax.
+struct RowTop {
+  int32_t token = -1;    // argmax of the logits, lowest id on ties
+  float logprob = 0.0f;  // its log-softmax value
+  std::vector<std::pair<int32_t, float>> top;  // top n (token, logprob) by (logprob desc, id asc)
 };
 
 // One layer's paged caches, [num_blocks, block_size, Hkv, Dh] each.

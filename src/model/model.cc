@@ -51,6 +51,8 @@ Model::~Model() {
 }
 
 std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& options) {
+  if (options.tensor_parallel_size != 1 || options.tp_invariant.value_or(false))
+    return load_tensor_parallel(path, options);  // tp_model.cc
   return std::make_unique<Model>(load_weights(path, options.device, options.dummy_weights), options);
 }
 
@@ -76,7 +78,7 @@ Model::DeviceBatch Model::upload(const ForwardBatch& b, Workspace& ws) {
 }
 
 void Model::forward(const ForwardBatch& b, std::span<LayerKv> kv, std::vector<float>& logits,
-                    std::vector<float>* logprobs) {
+                    std::vector<float>* logprobs, std::vector<RowTop>* tops) {
   const io::ModelConfig& c = w_.config;
   const int M = b.num_tokens(), R = int(b.logit_rows.size());
   BITEXACT_CHECK(M > 0 && int(b.positions.size()) == M && int(b.slots.size()) == M &&
@@ -89,30 +91,15 @@ void Model::forward(const ForwardBatch& b, std::span<LayerKv> kv, std::vector<fl
     if (id < 0 || id >= c.vocab_size)
       fail(ErrorKind::kInvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                                             std::to_string(c.vocab_size) + ")");
-  if (try_graph(b, kv, logits, logprobs)) return;
+  BITEXACT_CHECK(b.row_top_n.empty() || (b.row_top_n.size() == b.logit_rows.size() && logprobs && tops),
+                 "row_top_n needs one entry per logit row and the logprobs and tops outputs");
+  const Outputs out{logits, logprobs, tops};
+  if (group_) return tp_group_forward(b, kv, out);  // tensor-parallel front: the ranks run it
+  if (try_graph(b, kv, out)) return;
   ws_->ensure(c, ctx_.device, M, std::max(R, 1), int(b.block_table.size()));  // graphs own theirs
   DeviceBatch d = upload(b, *ws_);
   run(d, kv, *ws_);
-  copy_logits(*ws_, R, logits, logprobs);
-}
-
-void Model::copy_logits(Workspace& ws, int rows, std::vector<float>& logits, std::vector<float>* logprobs) {
-  const int64_t V = w_.config.vocab_size;
-  logits.resize(size_t(rows) * size_t(V));
-  if (logprobs) logprobs->resize(logits.size());
-  if (rows > 0) {
-    const DType act = ctx_.device == Device::kCpu ? DType::kF32 : DType::kBF16;
-    Tensor out = ws.logits.as(act, {rows, V});
-    Tensor host = Tensor::view(logits.data(), DType::kF32, {rows, V});
-    ops::copy(ctx_, out, host);
-    if (logprobs) {
-      Tensor lp = ws.logprobs.as(DType::kF32, {rows, V});
-      ops::log_softmax(ctx_, out, lp);
-      Tensor lp_host = Tensor::view(logprobs->data(), DType::kF32, {rows, V});
-      ops::copy(ctx_, lp, lp_host);
-    }
-  }
-  ops::synchronize(ctx_);
+  finish_outputs(*ws_, b, R, out);
 }
 
 void Model::run(const DeviceBatch& b, std::span<LayerKv> kv, Workspace& ws) {
@@ -147,11 +134,12 @@ void Model::run(const DeviceBatch& b, std::span<LayerKv> kv, Workspace& ws) {
   Tensor attn3 = attn.reshape({M, Hq, Dh});
   const float scale = 1.0f / std::sqrt(float(Dh));
 
-  ops::embedding(ctx_, w_.embed, b.ids, resid);
+  if (tp_) tp_embed(b, resid);  // vocab-parallel: rows gathered from their owners
+  else ops::embedding(ctx_, w_.embed, b.ids, resid);
   ops::rms_norm(ctx_, resid, w_.layers[0].attn_norm, eps, hidden);
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeights& L = w_.layers[l];
-    ops::linear(ctx_, hidden, L.wqkv, qkv);
+    ops::linear(ctx_, hidden, L.wqkv, qkv, tp_plan_rows(TpColumn::kQkv));
     if (L.q_norm.data) {
       ops::rms_norm(ctx_, q, L.q_norm, eps, q);
       ops::rms_norm(ctx_, k, L.k_norm, eps, k);
@@ -160,11 +148,18 @@ void Model::run(const DeviceBatch& b, std::span<LayerKv> kv, Workspace& ws) {
     ops::rope(ctx_, k, b.pos, rope_, c.rope_interleaved);
     ops::kv_cache_write(ctx_, k, v, b.slots, kv[l].k, kv[l].v);
     ops::attention(ctx_, q, kv[l].k, kv[l].v, meta, scale, attn3);
-    ops::linear(ctx_, attn, L.wo, proj);
+    if (tp_) tp_row_parallel(attn, l, false, proj);  // 8 fixed K parts, gathered, folded
+    else ops::linear(ctx_, attn, L.wo, proj);
     ops::add_rms_norm(ctx_, resid, proj, L.mlp_norm, eps, hidden);
-    ops::linear(ctx_, hidden, L.w_gate_up, gate_up);
-    ops::silu_mul(ctx_, gate_up, mlp_act);
-    ops::linear(ctx_, mlp_act, L.w_down, proj);
+    if (L.is_moe()) {
+      if (tp_) tp_moe_block(L, l, hidden, ws, proj);  // experts split like the dense MLP
+      else moe_block(ctx_, c, L, hidden, ws.moe, proj);  // qwen3_moe sparse layer (model/moe.cc)
+    } else {
+      ops::linear(ctx_, hidden, L.w_gate_up, gate_up, tp_plan_rows(TpColumn::kGateUp));
+      ops::silu_mul(ctx_, gate_up, mlp_act);
+      if (tp_) tp_row_parallel(mlp_act, l, true, proj);
+      else ops::linear(ctx_, mlp_act, L.w_down, proj);
+    }
     const Tensor& next_norm = l + 1 < w_.layers.size() ? w_.layers[l + 1].attn_norm : w_.final_norm;
     ops::add_rms_norm(ctx_, resid, proj, next_norm, eps, hidden);
   }
@@ -172,7 +167,8 @@ void Model::run(const DeviceBatch& b, std::span<LayerKv> kv, Workspace& ws) {
   Tensor last = ws.last.as(act, {R, H});
   ops::gather_rows(ctx_, hidden, b.rows, last);
   Tensor out = ws.logits.as(act, {R, c.vocab_size});
-  ops::linear(ctx_, last, w_.lm_head, out);
+  if (tp_) tp_lm_head(last, out);  // vocab shards, gathered to full rows
+  else ops::linear(ctx_, last, w_.lm_head, out);
 }
 
 }  // namespace bitexact::model

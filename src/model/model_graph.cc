@@ -20,10 +20,9 @@ int next_pow2(int v) {
 }
 }  // namespace
 
-bool Model::try_graph(const ForwardBatch& b, std::span<LayerKv> kv, std::vector<float>& logits,
-                      std::vector<float>* logprobs) {
+bool Model::try_graph(const ForwardBatch& b, std::span<LayerKv> kv, const Outputs& out) {
 #ifndef BITEXACT_WITH_CUDA
-  (void)b, (void)kv, (void)logits, (void)logprobs;
+  (void)b, (void)kv, (void)out;
   return false;
 #else
   const int M = b.num_tokens();
@@ -39,18 +38,21 @@ bool Model::try_graph(const ForwardBatch& b, std::span<LayerKv> kv, std::vector<
   const int cap = (context + bs - 1) / bs;  // block-table width of the bucket
   Graphs& g = *graphs_;
 
-  // Graphs hold raw pointers: drop them all if the cache or the attention workspace moved.
-  if (g.kv_data != kv[0].k.data || g.attention_ws_bytes != ops::cuda::attention_workspace_bytes()) {
-    for (auto& [key, exec] : g.execs) ops::cuda::graph_destroy(exec);
-    g.execs.clear();
-    g.kv_data = kv[0].k.data;
-  }
   // Sized once for the largest bucket, so the buffers never move under a graph.
   const int max_cap = (max_positions_ + bs - 1) / bs;
   g.ws.ensure(c, ctx_.device, kMaxGraphBatch, kMaxGraphBatch, kMaxGraphBatch * max_cap);
   // The partial buffers for the largest bucket, reserved before any capture.
   ops::cuda::reserve_attention_workspace(kMaxGraphBatch, max_positions_, c.num_attention_heads, c.head_dim);
-  g.attention_ws_bytes = ops::cuda::attention_workspace_bytes();
+  // Graphs hold raw pointers: drop them all if the KV cache moved or a kernel scratch buffer was
+  // reallocated (by an eager step of a larger shape, or the warm-up of a new bucket below).
+  auto drop_stale = [&] {
+    if (g.kv_data == kv[0].k.data && g.workspace_epoch == ops::cuda::workspace_epoch()) return;
+    for (auto& [key, exec] : g.execs) ops::cuda::graph_destroy(exec);
+    g.execs.clear();
+    g.kv_data = kv[0].k.data;
+    g.workspace_epoch = ops::cuda::workspace_epoch();
+  };
+  drop_stale();
 
   // The padded batch: row r < M is token r with its own sequence's blocks; padding rows use the
   // scratch block.
@@ -84,14 +86,13 @@ bool Model::try_graph(const ForwardBatch& b, std::span<LayerKv> kv, std::vector<
   auto it = g.execs.find(key);
   if (it == g.execs.end()) {
     run(d, kv, g.ws);  // eager warm-up: lets every op size its caches outside the capture
+    drop_stale();      // ... which may have moved buffers that other buckets' graphs use
     ops::cuda::graph_begin_capture(ctx_);
     run(d, kv, g.ws);
     it = g.execs.emplace(key, ops::cuda::graph_end_capture(ctx_)).first;
   }
   ops::cuda::graph_launch(ctx_, it->second);
-  copy_logits(g.ws, batch, logits, logprobs);
-  logits.resize(size_t(M) * size_t(c.vocab_size));
-  if (logprobs) logprobs->resize(logits.size());
+  finish_outputs(g.ws, b, M, out);  // the padding rows' logits are never read
   return true;
 #endif
 }

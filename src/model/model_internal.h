@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "model/moe.h"
 
 namespace bitexact::model {
 
@@ -16,7 +17,9 @@ namespace bitexact::model {
 struct Model::Workspace {
   int tokens = 0, logit_rows = 0, table_len = 0;
   Buffer resid, hidden, qkv, attn, proj, gate_up, act, last, logits, logprobs;
+  Buffer greedy_ids, greedy_vals, top_ids, top_vals;  // ops::top_tokens results per logit row
   Buffer ids, pos, seq, slots, table, rows;
+  MoeWorkspace moe;  // qwen3_moe sparse blocks (empty otherwise)
 
   // Returns true if any buffer moved.
   bool ensure(const io::ModelConfig& c, Device dev, int n_tokens, int n_rows, int n_table) {
@@ -32,6 +35,7 @@ struct Model::Workspace {
       gate_up = Buffer(size_t(n_tokens) * 2 * c.intermediate_size * es, dev);
       act = Buffer(size_t(n_tokens) * c.intermediate_size * es, dev);
       for (Buffer* b : {&ids, &pos, &seq, &slots}) *b = Buffer(size_t(n_tokens) * 4, dev);
+      moe.ensure(c, dev, n_tokens);
       tokens = n_tokens;
       moved = true;
     }
@@ -40,6 +44,10 @@ struct Model::Workspace {
       logits = Buffer(size_t(n_rows) * c.vocab_size * es, dev);
       logprobs = Buffer(size_t(n_rows) * c.vocab_size * 4, dev);
       rows = Buffer(size_t(n_rows) * 4, dev);
+      greedy_ids = Buffer(size_t(n_rows) * 4, dev);
+      greedy_vals = Buffer(size_t(n_rows) * 4, dev);
+      top_ids = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
+      top_vals = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
       logit_rows = n_rows;
       moved = true;
     }
@@ -63,7 +71,7 @@ struct Model::Graphs {
   Workspace ws;
   std::map<std::pair<int, int>, void*> execs;
   const void* kv_data = nullptr;   // the KV cache the graphs were captured against
-  size_t attention_ws_bytes = 0;   // the attention workspace they point into
+  uint64_t workspace_epoch = 0;    // ops::cuda::workspace_epoch() when they were captured
   std::vector<int32_t> ids, pos, seq, slots, table;  // host staging of the padded batch
 };
 

@@ -1,5 +1,6 @@
-// Weight loading for llama and qwen3 from Hugging Face safetensors folders and GGUF files:
-// name mapping, shape and dtype checks, q/k/v and gate/up fusion, and upload to the device.
+// Weight loading for llama, qwen3 and qwen3_moe from Hugging Face safetensors folders and GGUF
+// files: name mapping, shape and dtype checks, q/k/v, gate/up and expert fusion, and upload to
+// the device.
 #include "model/weights.h"
 
 #include <cstring>
@@ -88,13 +89,16 @@ class Loader {
       ts.push_back(*t);
       rows += r;
     }
-    w_.owned.emplace_back(size_t(rows * cols) * dtype_size(ts[0].dtype), Device::kCpu);
-    char* dst = static_cast<char*>(w_.owned.back().data());
+    Buffer host(size_t(rows * cols) * dtype_size(ts[0].dtype), Device::kCpu);
+    char* dst = static_cast<char*>(host.data());
     for (const Tensor& t : ts) {
       std::memcpy(dst, t.data, t.nbytes());
       dst += t.nbytes();
     }
-    return place(w_.owned.back().as(ts[0].dtype, {rows, cols}));
+    Tensor placed = place(host.as(ts[0].dtype, {rows, cols}));
+    // CUDA keeps only its device copy: the host staging of fused experts can be gigabytes.
+    if (device_ == Device::kCpu) w_.owned.push_back(std::move(host));
+    return placed;
   }
 
  private:
@@ -143,11 +147,28 @@ class Loader {
   bool dummy_ = false;
 };
 
+// A qwen3_moe sparse block: router [E, H], every expert's gate and up rows stacked into
+// [E, 2 I_moe, H] (expert e: gate then up, as transformers' fused gate_up_proj) and the down
+// projections into [E, H, I_moe].
+void load_experts(Loader& L, const io::ModelConfig& c, const std::string& p, LayerWeights& lw) {
+  const int64_t H = c.hidden_size, E = c.num_experts, I = c.moe_intermediate_size;
+  lw.router = L.get(p + "mlp.gate.weight", {E, H});
+  std::vector<std::pair<std::string, int64_t>> gate_up, down;
+  for (int64_t e = 0; e < E; ++e) {
+    const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+    gate_up.push_back({x + "gate_proj.weight", I});
+    gate_up.push_back({x + "up_proj.weight", I});
+    down.push_back({x + "down_proj.weight", H});
+  }
+  lw.experts_gate_up = L.fused(gate_up, H).reshape({E, 2 * I, H});
+  lw.experts_down = L.fused(down, I).reshape({E, H, I});
+}
+
 void load_layers(Loader& L, ModelWeights& w) {
   const io::ModelConfig& c = w.config;
   const int64_t H = c.hidden_size, Dh = c.head_dim, I = c.intermediate_size;
   const int64_t q_rows = c.num_attention_heads * Dh, kv_rows = c.num_key_value_heads * Dh;
-  const bool qk_norm = c.arch == io::Architecture::kQwen3;
+  const bool qk_norm = c.arch == io::Architecture::kQwen3 || c.arch == io::Architecture::kQwen3Moe;
   w.embed = L.get("model.embed_tokens.weight", {c.vocab_size, H});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -162,8 +183,12 @@ void load_layers(Loader& L, ModelWeights& w) {
     }
     lw.wo = L.get(p + "self_attn.o_proj.weight", {H, q_rows});
     lw.mlp_norm = L.get(p + "post_attention_layernorm.weight", {H});
-    lw.w_gate_up = L.fused({{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, H);
-    lw.w_down = L.get(p + "mlp.down_proj.weight", {H, I});
+    if (is_sparse_layer(c, i)) {
+      load_experts(L, c, p, lw);
+    } else {
+      lw.w_gate_up = L.fused({{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, H);
+      lw.w_down = L.get(p + "mlp.down_proj.weight", {H, I});
+    }
     w.layers.push_back(lw);
   }
   w.final_norm = L.get("model.norm.weight", {H});
@@ -175,12 +200,17 @@ void load_layers(Loader& L, ModelWeights& w) {
 }
 
 void check_supported(const io::ModelConfig& c) {
-  if (c.arch == io::Architecture::kQwen3Moe)
-    fail(ErrorKind::kUnsupported, "architecture qwen3_moe is parsed but not runnable yet");
   if (c.attention_bias) fail(ErrorKind::kUnsupported, "attention_bias = true is not supported");
 }
 
 }  // namespace
+
+bool is_sparse_layer(const io::ModelConfig& c, int64_t layer) {
+  if (c.arch != io::Architecture::kQwen3Moe || c.num_experts <= 0) return false;
+  for (int64_t l : c.mlp_only_layers)
+    if (l == layer) return false;
+  return (layer + 1) % c.decoder_sparse_step == 0;
+}
 
 ModelWeights load_weights(const std::string& path, Device device, bool dummy) {
   ModelWeights w;
@@ -218,6 +248,16 @@ ModelWeights load_weights(const std::string& path, Device device, bool dummy) {
     if (!ckpt->find(name)) return std::nullopt;
     return ckpt->tensor(name);
   }, w, device);
+  load_layers(loader, w);
+  return w;
+}
+
+ModelWeights load_weights_with(const io::ModelConfig& config, const TensorLookup& lookup,
+                               Device device) {
+  ModelWeights w;
+  w.config = config;
+  check_supported(w.config);
+  Loader loader(lookup, w, device);
   load_layers(loader, w);
   return w;
 }

@@ -1,5 +1,6 @@
 // The op interface's entry points: checks shapes and dtypes once, then calls the backend of
 // ctx.device. Kernels below trust what is checked here.
+#include <algorithm>
 #include <string>
 
 #include "ops/cpu/cpu_ops.h"
@@ -44,7 +45,7 @@ void expect_activation(const ExecContext& ctx, const Tensor& t, const char* op, 
                                        "-DBITEXACT_CUDA=ON)"))
 #endif
 
-void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y) {
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y, int64_t plan_rows) {
   expect_rows(x, "linear", "x");
   expect_rows(y, "linear", "y");
   expect_activation(ctx, x, "linear", "x");
@@ -52,7 +53,21 @@ void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y)
   expect(x.ndim == 2 && w.ndim == 2 && y.ndim == 2, "linear", "x, w, y must be rank 2");
   expect(w.is_contiguous() && w.dim(1) == x.dim(1) && y.dim(0) == x.dim(0) && y.dim(1) == w.dim(0),
          "linear", "shapes x" + x.shape_str() + " w" + w.shape_str() + " y" + y.shape_str());
-  BITEXACT_DISPATCH(linear, ctx, x, w, y);
+  expect(plan_rows == 0 || plan_rows >= w.dim(0), "linear", "plan_rows is smaller than the weight");
+#ifdef BITEXACT_WITH_CUDA
+  if (ctx.device == Device::kCuda) return cuda::linear(ctx, x, w, y, plan_rows);
+#endif
+  BITEXACT_DISPATCH(linear, ctx, x, w, y);  // the CPU order depends on K alone
+}
+
+void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out) {
+  expect_rows(out, "sum_partials", "out");
+  expect_activation(ctx, partials, "sum_partials", "partials");
+  expect_activation(ctx, out, "sum_partials", "out");
+  expect(partials.ndim == 3 && out.ndim == 2 && partials.is_contiguous() && partials.dim(0) >= 1 &&
+             partials.dim(1) == out.dim(0) && partials.dim(2) == out.dim(1) && partials.dtype == out.dtype,
+         "sum_partials", "partials" + partials.shape_str() + " out" + out.shape_str());
+  BITEXACT_DISPATCH(sum_partials, ctx, partials, out);
 }
 
 void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
@@ -123,6 +138,83 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
   expect(logits.ndim == 2 && out.ndim == 2 && out.dtype == DType::kF32, "log_softmax", "shapes");
   BITEXACT_DISPATCH(log_softmax, ctx, logits, out);
+}
+
+void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals) {
+  expect(x.ndim == 2 && x.stride[1] == 1 && (x.dtype == DType::kF32 || x.dtype == DType::kBF16), "top_tokens",
+         "x must be [R,V] F32 or BF16 with contiguous rows");
+  expect(ids.ndim == 2 && ids.dtype == DType::kI32 && ids.dim(0) == x.dim(0) && ids.is_contiguous(), "top_tokens",
+         "ids must be contiguous I32 [R,n]");
+  expect(vals.ndim == 2 && vals.dtype == DType::kF32 && vals.dim(0) == x.dim(0) && vals.dim(1) == ids.dim(1) &&
+             vals.is_contiguous(), "top_tokens", "vals must be contiguous F32 [R,n]");
+  expect(ids.dim(1) >= 1 && ids.dim(1) <= kMaxTopTokens && ids.dim(1) <= x.dim(1), "top_tokens",
+         "n must be in [1, min(V, kMaxTopTokens)]");
+  BITEXACT_DISPATCH(top_tokens, ctx, x, ids, vals);
+}
+
+int64_t moe_groups_len(int64_t rows, int64_t num_experts) {
+  // Offsets and grouped rows, then the CUDA backend's two tile maps (16- and 64-row tiles of one
+  // expert each, see ops/cuda/moe.cu): a count and (expert, first entry) pairs, at most
+  // ceil(rows / T) + min(E, rows) tiles.
+  int64_t n = num_experts + 1 + rows;
+  for (int64_t t : {16, 64}) n += 1 + 2 * ((rows + t - 1) / t + std::min(num_experts, rows));
+  return n;
+}
+
+namespace {
+void check_routing(const ExecContext& ctx, const MoeRouting& r, const char* op) {
+  const Tensor &ids = r.expert_ids, &w = r.weights, &g = r.groups;
+  expect(ids.ndim == 2 && ids.dtype == DType::kI32 && ids.is_contiguous() && ids.device == ctx.device, op,
+         "expert_ids must be contiguous I32 [M,k] on the op's device");
+  expect(w.ndim == 2 && w.dtype == DType::kF32 && w.is_contiguous() && w.device == ctx.device &&
+             w.dim(0) == ids.dim(0) && w.dim(1) == ids.dim(1), op,
+         "weights must be contiguous F32 [M,k] like expert_ids");
+  expect(r.num_experts >= 1 && ids.dim(1) >= 1 && ids.dim(1) <= r.num_experts, op,
+         "top-k must be in [1, num_experts]");
+  expect(g.dtype == DType::kI32 && g.is_contiguous() && g.device == ctx.device &&
+             g.numel() >= moe_groups_len(ids.numel(), r.num_experts), op,
+         "groups must be contiguous I32 of moe_groups_len(M * k, E) elements");
+}
+}  // namespace
+
+void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
+               MoeRouting& routing) {
+  expect_rows(router_logits, "moe_route", "router_logits");
+  expect_activation(ctx, router_logits, "moe_route", "router_logits");
+  check_routing(ctx, routing, "moe_route");
+  expect(router_logits.ndim == 2 && router_logits.dim(1) == routing.num_experts &&
+             router_logits.dim(0) == routing.expert_ids.dim(0), "moe_route",
+         "router_logits" + router_logits.shape_str() + " must be [M, num_experts]");
+  BITEXACT_DISPATCH(moe_route, ctx, router_logits, norm_topk_prob, routing);
+}
+
+void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
+                const MoeRouting& routing, Tensor& y) {
+  expect_rows(x, "moe_linear", "x");
+  expect_rows(y, "moe_linear", "y");
+  expect_activation(ctx, x, "moe_linear", "x");
+  expect_activation(ctx, y, "moe_linear", "y");
+  check_routing(ctx, routing, "moe_linear");
+  const int64_t M = routing.expert_ids.dim(0), R = routing.expert_ids.numel();
+  expect(x.ndim == 2 && y.ndim == 2 && w.ndim == 3 && w.is_contiguous() && w.device == ctx.device,
+         "moe_linear", "x, y must be rank 2 and w a contiguous [E, N, K]");
+  expect(w.dim(0) == routing.num_experts && w.dim(2) == x.dim(1) && y.dim(1) == w.dim(1) &&
+             y.dim(0) == R && (x.dim(0) == M || x.dim(0) == R), "moe_linear",
+         "shapes x" + x.shape_str() + " w" + w.shape_str() + " y" + y.shape_str() +
+             " for M*k = " + std::to_string(R));
+  BITEXACT_DISPATCH(moe_linear, ctx, x, w, routing, y);
+}
+
+void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out) {
+  expect_rows(y, "moe_combine", "y");
+  expect_rows(out, "moe_combine", "out");
+  expect_activation(ctx, y, "moe_combine", "y");
+  expect_activation(ctx, out, "moe_combine", "out");
+  check_routing(ctx, routing, "moe_combine");
+  expect(y.ndim == 2 && out.ndim == 2 && y.dim(0) == routing.expert_ids.numel() &&
+             out.dim(0) == routing.expert_ids.dim(0) && out.dim(1) == y.dim(1), "moe_combine",
+         "shapes y" + y.shape_str() + " out" + out.shape_str() + ": y must be [M*k, H], out [M, H]");
+  BITEXACT_DISPATCH(moe_combine, ctx, y, routing, out);
 }
 
 void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset) {

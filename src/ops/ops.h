@@ -41,8 +41,18 @@ struct AttentionMeta {
 
 // y[M,N] = x[M,K] * w[N,K]^T, accumulated in f32 over K in one order fixed by (N, K).
 // x, y: activation dtype (f32 on CPU, bf16 on CUDA); w: f32, bf16 or f16. Rows of x and y may be
-// strided (stride[0] >= K or N); the last dimension is contiguous.
-void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y);
+// strided (stride[0] >= K or N); the last dimension is contiguous. plan_rows > 0: take the
+// K order of a weight with plan_rows rows instead of N (a tensor-parallel column shard of a
+// [plan_rows, K] weight then adds in the order of the whole weight; the CPU order depends on K
+// alone and ignores it).
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y, int64_t plan_rows = 0);
+
+// out[M,N] = ((p[0] + p[1]) + p[2]) + ... + p[P-1]: partials [P,M,N] (activation dtype,
+// contiguous) folded left to right in f32, rounded once to out's dtype; out's rows may be
+// strided. The order depends on P alone: tensor-parallel row-parallel layers gather their
+// K-part partials and every rank folds them here, so TP = 1, 2, 4, 8 add the same numbers in
+// the same order (docs/notes/tensor_parallel.md).
+void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out);
 
 // out[R,D] = x / sqrt(mean(x^2) + eps) * weight[D]. x may be [R,D] or [M,H,D] (per-head norm,
 // qwen3's q/k norm); out has the same shape and may alias x.
@@ -79,6 +89,44 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
 
 // out[M,V] = log_softmax(logits[M,V]) in f32.
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
+
+// The n = ids.dim(1) largest entries of each row of x[R,V] (bf16 or f32), ordered by (value
+// desc, column asc): ids[R,n] I32 and vals[R,n] F32. Greedy decoding (n = 1 on the logits) and
+// top logprobs on the model's device, so a decode step returns a few bytes per row instead of
+// the vocabulary. NaN ranks below every number. n <= kMaxTopTokens.
+constexpr int kMaxTopTokens = 32;
+void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
+
+// Mixture of experts (qwen3_moe). M tokens each pick k of E experts; row r = m * k + s of the
+// expert ops is slot s of token m. Every op below computes a row from that row's inputs only:
+// which other tokens chose the same expert, and how many, never reaches the arithmetic.
+struct MoeRouting {
+  Tensor expert_ids;  // I32 [M, k]: slots ordered by (probability desc, expert id asc)
+  Tensor weights;     // F32 [M, k]: softmax probability, renormalised over the k if asked
+  // I32 [moe_groups_len(M * k, E)]: the rows grouped by expert. [0, E]: offsets (expert e owns
+  // entries [offsets[e], offsets[e+1]) of the next part); [E+1, E+1+M*k): rows, ascending within
+  // an expert; the rest is backend scratch (CUDA tile maps).
+  Tensor groups;
+  int64_t num_experts = 0;
+};
+int64_t moe_groups_len(int64_t rows, int64_t num_experts);
+
+// Routing from router_logits[M,E] (activation dtype): softmax in f32, the k = expert_ids.dim(1)
+// largest probabilities by (prob desc, id asc), divided by their sum when norm_topk_prob.
+// Fills every tensor of `routing` (all on ctx.device; no host sync on CUDA).
+void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
+               MoeRouting& routing);
+
+// y[r, :] = x[r', :] * w[e, :, :]^T with e = expert_ids[r] and r' = r (x has M*k rows) or
+// r / k (x has M rows: every slot reads its token's row). w: [E, N, K] contiguous. Each element
+// is accumulated over K in the order `linear` uses for an (N, K) weight (the same bits as
+// linear() on that row alone), whatever the group sizes. y: [M*k, N].
+void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
+                const MoeRouting& routing, Tensor& y);
+
+// out[m, :] = sum over s = 0..k-1, in slot order, of weights[m, s] * y[m*k + s, :]: one f32
+// accumulator per element (fma), rounded to out's dtype once. y: [M*k, H], out: [M, H].
+void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);
 
 // t[i] = offset + scale * (2u - 1), u uniform in [0,1) from Philox(seed, i): dummy weights
 // (`--load-format dummy`), the same values on every device. t must be contiguous.

@@ -105,6 +105,12 @@ void EngineWorker::abort(const std::vector<std::string>& ids) {
   if (!ids.empty()) post(Task{Task::kAbort, {}, nullptr, ids, Clock::now()});
 }
 
+void EngineWorker::call(std::function<void(engine::Engine&)> f) {
+  Task t{Task::kCall, {}, nullptr, {}, Clock::now()};
+  t.call = std::move(f);
+  post(std::move(t));
+}
+
 void EngineWorker::post(Task task) {
   {
     std::lock_guard lock(mu_);
@@ -150,6 +156,8 @@ void EngineWorker::run() {
         add(t);
       else if (t.kind == Task::kAbort)
         for (const std::string& id : t.ids) drop(id, true);
+      else if (t.kind == Task::kCall)
+        t.call(engine_);
       else
         stopping = true;
     }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -61,6 +62,8 @@ class EngineWorker {
   // Drops requests wherever they are (a client went away); their KV blocks are freed.
   void abort(const std::vector<std::string>& ids);
   std::string next_id(const std::string& prefix);
+  // Runs `f` on the engine thread between steps (weight updates); `f` catches its own exceptions.
+  void call(std::function<void(engine::Engine&)> f);
 
   // Refuse new requests from now on (graceful shutdown). Existing ones continue.
   void start_draining() { draining_ = true; }
@@ -75,11 +78,12 @@ class EngineWorker {
 
  private:
   struct Task {
-    enum Kind { kAdd, kAbort, kStop } kind;
+    enum Kind { kAdd, kAbort, kStop, kCall } kind;
     std::vector<engine::RequestSpec> specs;   // kAdd
     std::shared_ptr<RequestChannel> channel;  // kAdd
     std::vector<std::string> ids;             // kAbort
     std::chrono::steady_clock::time_point arrival;
+    std::function<void(engine::Engine&)> call = nullptr;  // kCall
   };
   struct Active {  // an engine request the engine thread tracks
     std::shared_ptr<RequestChannel> channel;

@@ -1,11 +1,14 @@
 // /v1/completions and /v1/chat/completions: parse, submit to the engine thread, then either wait
-// for the whole result or stream SSE chunks as the engine delivers them. A streaming client that
-// disconnects aborts its engine requests, which frees their KV blocks at once.
+// for the whole result or stream SSE chunks as the engine delivers them. A client that
+// disconnects, streaming or not, aborts its engine requests, which frees their KV blocks at once.
 #include <httplib.h>
 
+#include <chrono>
+#include <optional>
 #include <unordered_map>
 
 #include "server/api_error.h"
+#include "server/client_socket.h"
 #include "server/responses.h"
 #include "server/server.h"
 
@@ -28,8 +31,12 @@ struct StreamState {
   std::shared_ptr<RequestChannel> channel;
   std::unordered_map<std::string, int> prompt_of;  // engine request id -> prompt index
   std::vector<std::string> ids;
+  std::optional<ClientSocket> client;
   bool done = false;
 };
+
+// How often a request that is still generating checks that its client is still there.
+constexpr auto kClientCheckInterval = std::chrono::milliseconds(200);
 
 }  // namespace
 
@@ -62,12 +69,22 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
   if (st->channel->wait_admitted() == RequestChannel::State::kFailed)
     throw ApiError(st->channel->error_status(), st->channel->error_message());
 
+  st->client.emplace(req);
   if (!job.stream) {
     std::vector<engine::RequestOutput> outs;
+    auto next_check = std::chrono::steady_clock::now() + kClientCheckInterval;
     while (!st->channel->finished()) {
       outs.clear();
-      st->channel->pop(outs, std::chrono::milliseconds(1000));
+      st->channel->pop(outs, kClientCheckInterval);
       for (const auto& o : outs) st->builder->add(o, st->prompt_of.at(o.id));
+      // Checked on a clock, not only when idle: a fast generation never leaves pop() idle.
+      if (std::chrono::steady_clock::now() >= next_check && !st->channel->finished()) {
+        next_check = std::chrono::steady_clock::now() + kClientCheckInterval;
+        if (st->client->closed()) {
+          worker_.abort(st->ids);  // nobody will read the result: free the KV blocks now
+          throw ApiError(499, "The client closed the connection before the response was ready.");
+        }
+      }
     }
     if (st->channel->wait_admitted() == RequestChannel::State::kFailed)
       throw ApiError(st->channel->error_status(), st->channel->error_message());
@@ -84,7 +101,9 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
         std::string payload;
         try {
           std::vector<engine::RequestOutput> outs;
-          st->channel->pop(outs, std::chrono::milliseconds(1000));
+          // Idle (queued, or a slow step): nothing to write would reveal a closed connection.
+          if (!st->channel->pop(outs, std::chrono::milliseconds(1000)) && st->client->closed())
+            return false;  // the releaser aborts the engine requests
           for (const auto& o : outs)
             for (const json& c : st->builder->add(o, st->prompt_of.at(o.id))) payload += sse(c);
           if (st->channel->finished()) {

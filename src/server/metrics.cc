@@ -82,7 +82,8 @@ void ServerMetrics::count_http(int status) {
   ++http_[status];
 }
 
-std::string ServerMetrics::render(const engine::EngineStats& s, int in_flight) const {
+std::string ServerMetrics::render(const engine::EngineStats& s, int in_flight,
+                                  const HttpPoolStats& http) const {
   std::string out;
   auto gauge = [&](const char* name, const char* help, double v) {
     head(out, std::string("bitexact:") + name, "gauge", help);
@@ -108,6 +109,14 @@ std::string ServerMetrics::render(const engine::EngineStats& s, int in_flight) c
   counter("prefix_cache_hits_total", "Prompt tokens served from the prefix cache.",
           double(s.prefix_cache_hits));
   counter("engine_steps_total", "Engine steps run.", double(s.steps));
+  gauge("http_connections_active", "HTTP connections being served (this scrape's included).",
+        double(http.active));
+  gauge("http_connections_queued", "HTTP connections waiting for a thread (--max-connections).",
+        double(http.queued));
+  gauge("http_threads", "HTTP threads started, busy or idle.", double(http.threads));
+  counter("http_connections_waited_total",
+          "HTTP connections that waited for a thread because --max-connections were open.",
+          double(http.waited));
 
   std::lock_guard lock(mu_);
   head(out, "bitexact:request_success_total", "counter", "Finished requests by finish reason.");

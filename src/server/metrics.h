@@ -27,6 +27,14 @@ class Histogram {
   uint64_t count_ = 0;
 };
 
+// The HTTP connection pool's state (ConnectionPool), sampled when /metrics is read.
+struct HttpPoolStats {
+  size_t active = 0;    // connections being served
+  size_t queued = 0;    // accepted connections waiting for a thread (at --max-connections)
+  size_t threads = 0;   // threads started, busy or idle
+  uint64_t waited = 0;  // connections that found every thread busy at --max-connections
+};
+
 class ServerMetrics {
  public:
   explicit ServerMetrics(std::string model_name);
@@ -38,7 +46,8 @@ class ServerMetrics {
   void count_http(int status);
 
   // The whole exposition; `in_flight`: engine requests accepted and unfinished.
-  std::string render(const engine::EngineStats& stats, int in_flight) const;
+  std::string render(const engine::EngineStats& stats, int in_flight,
+                     const HttpPoolStats& http) const;
 
  private:
   const std::string labels_;  // model_name="..."

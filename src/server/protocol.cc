@@ -3,6 +3,7 @@
 // context-length check. vLLM's extensions (top_k, min_p, ignore_eos, min_tokens, ...) are read too.
 #include "server/protocol.h"
 
+#include <cmath>
 #include <limits>
 
 #include "core/error.h"
@@ -18,9 +19,16 @@ bool has(const json& body, const char* key) { return body.contains(key) && !body
 int64_t get_int(const json& body, const char* key, int64_t def, int64_t lo, int64_t hi) {
   if (!has(body, key)) return def;
   const json& v = body[key];
-  // 2.0 is accepted as 2, as Python clients may send floats for integral fields.
-  if (v.is_number_float() && v.get<double>() == double(int64_t(v.get<double>())))
-    return get_int(json{{key, int64_t(v.get<double>())}}, key, def, lo, hi);
+  // 2.0 is accepted as 2, as Python clients may send floats for integral fields. The range is
+  // checked before the cast: converting a double past int64's range is undefined (found by
+  // fuzz_request with "max_tokens": 7.7e35).
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (std::floor(d) != d) bad_request(key, "must be an integer");
+    if (!(std::fabs(d) < 9.0e18))
+      bad_request(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return get_int(json{{key, int64_t(d)}}, key, def, lo, hi);
+  }
   if (!v.is_number_integer()) bad_request(key, "must be an integer");
   if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
     bad_request(key, "must be at most " + std::to_string(hi));
@@ -50,10 +58,7 @@ void reject_unsupported(const json& body) {
     if (has(body, key) && get_double(body, key, neutral_value) != neutral_value)
       bad_request(key, "is not supported by this server (only " + json(neutral_value).dump() + ")");
   };
-  neutral("presence_penalty", 0.0);
-  neutral("frequency_penalty", 0.0);
-  neutral("repetition_penalty", 1.0);
-  neutral("length_penalty", 1.0);
+  neutral("length_penalty", 1.0);  // a beam-search parameter; beam search is not supported
   if (has(body, "logit_bias") && !(body["logit_bias"].is_object() && body["logit_bias"].empty()))
     bad_request("logit_bias", "is not supported by this server");
   if (get_bool(body, "use_beam_search", false)) bad_request("use_beam_search", "is not supported");
@@ -67,7 +72,7 @@ void reject_unsupported(const json& body) {
     if (has(body, key)) bad_request(key, "is not supported");
   if (has(body, "response_format")) {
     const json& rf = body["response_format"];
-    if (!rf.is_object() || rf.value("type", "") != "text")
+    if (!rf.is_object() || rf.value("type", json()) != "text")
       bad_request("response_format", "only {\"type\": \"text\"} is supported");
   }
 }
@@ -80,6 +85,10 @@ void parse_common(const json& body, const ModelInfo& model, GenerationJob& job) 
   p.top_p = get_double(body, "top_p", 1.0);
   p.top_k = int(get_int(body, "top_k", 0, -1, std::numeric_limits<int32_t>::max()));
   p.min_p = get_double(body, "min_p", 0.0);
+  // Ranges are SamplingParams::validate()'s (check_context), which names the field at fault.
+  p.presence_penalty = get_double(body, "presence_penalty", 0.0);
+  p.frequency_penalty = get_double(body, "frequency_penalty", 0.0);
+  p.repetition_penalty = get_double(body, "repetition_penalty", 1.0);
   if (has(body, "seed")) {
     const json& s = body["seed"];
     if (!s.is_number_integer() ||
@@ -149,7 +158,10 @@ void check_context(GenerationJob& job, const ModelInfo& model, bool default_to_r
   try {
     job.params.validate();
   } catch (const Error& e) {
-    bad_request("", e.what());
+    // validate()'s messages start with the field's name, which is the request's parameter name.
+    const std::string what = e.what();
+    const std::string field = what.substr(0, what.find(' '));
+    bad_request(body.contains(field) ? field : "", what);
   }
 }
 
@@ -160,7 +172,9 @@ std::string flatten_content(const json& content) {
     bad_request("messages", "message content must be a string or a list of parts");
   std::string out;
   for (const json& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+    // value(key, json()) compares without converting: value(key, "") throws on a non-string
+    // (found by fuzz_request: a 500 instead of a 400).
+    if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") ||
         !part["text"].is_string())
       bad_request("messages", "only text content parts are supported");
     if (!out.empty()) out += "\n";  // vLLM joins text parts with newlines
@@ -271,6 +285,12 @@ std::string render_chat(const json& body, const ModelInfo& model) {
   }
   if (has(body, "tools")) {
     if (!body["tools"].is_array()) bad_request("tools", "must be a list");
+    for (const json& t : body["tools"])
+      if (!t.is_object() || t.value("type", json()) != "function" || !t.contains("function") ||
+          !t["function"].is_object() || !t["function"].contains("name") ||
+          !t["function"]["name"].is_string())
+        bad_request("tools",
+                    "each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
     in.tools = tok::OrderedJson::parse(body["tools"].dump());
   }
   if (has(body, "tool_choice")) {
@@ -328,6 +348,9 @@ GenerationJob parse_chat_request(const json& body, const ModelInfo& model) {
   }
   job.params.logprobs = job.logprobs;
   if (get_bool(body, "echo", false)) bad_request("echo", "is not supported for chat");
+  // render_chat() checked `tools` and `tool_choice`.
+  job.parse_tool_calls = has(body, "tools") && !body["tools"].empty() &&
+                         !(has(body, "tool_choice") && body["tool_choice"] == "none");
   check_context(job, model, /*default_to_rest=*/true, body, max_key);
   return job;
 }

@@ -41,6 +41,9 @@ struct GenerationJob {
   bool echo = false;           // completions: the prompt precedes the text (and its logprobs)
   // Completions: `logprobs` N (-1 none). Chat: `top_logprobs` when `logprobs` is true, else -1.
   int logprobs = -1;
+  // Chat with `tools` (and tool_choice not "none"): `<tool_call>` blocks in the output become
+  // `message.tool_calls` (server/tool_calls.h).
+  bool parse_tool_calls = false;
 };
 
 // `body` must be a JSON object. Throws ApiError (400 bad parameter, 404 unknown model).

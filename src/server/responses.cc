@@ -122,6 +122,35 @@ void ResponseBuilder::echo_prompt(Choice& c, int p, const engine::RequestOutput&
   }
 }
 
+json ResponseBuilder::content_delta(Choice& c, size_t index, const std::string& text, bool finished,
+                                    std::string& content) {
+  json calls = json::array();
+  if (!job_.parse_tool_calls) {
+    content = text;
+    c.content += text;
+    return calls;
+  }
+  ToolCallDelta d = c.tool_parser.push(text);
+  if (finished) {
+    ToolCallDelta rest = c.tool_parser.finish();
+    d.content += rest.content;
+    for (ToolCall& call : rest.calls) d.calls.push_back(std::move(call));
+  }
+  content = std::move(d.content);
+  c.content += content;
+  for (const ToolCall& call : d.calls) {
+    // Unique within the response (choice, then call), and across responses by the response id.
+    const size_t k = c.tool_calls.size();
+    json tc = {{"id", "call_" + id_ + "_" + std::to_string(index) + "_" + std::to_string(k)},
+               {"type", "function"},
+               {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
+    c.tool_calls.push_back(tc);
+    tc["index"] = k;  // streaming deltas say which call they belong to
+    calls.push_back(std::move(tc));
+  }
+  return calls;
+}
+
 std::vector<json> ResponseBuilder::add(const engine::RequestOutput& out, int p) {
   if (out.prompt_logprobs) prompt_logprobs_[size_t(p)] = out.prompt_logprobs;
   if (out.num_prompt_tokens > 0) prompt_tokens_[size_t(p)] = out.num_prompt_tokens;
@@ -160,12 +189,15 @@ std::vector<json> ResponseBuilder::add(const engine::RequestOutput& out, int p) 
       for (auto& [key, list] : lps.items())
         for (auto& x : list) c.logprobs[key].push_back(x);
     }
+    std::string content;
+    const json calls = chat ? content_delta(c, index, text, d.finished, content) : json::array();
     if (d.finished) {
-      c.finish_reason = d.finish_reason;
+      // As vLLM: a choice that called tools says so, whatever ended its generation.
+      c.finish_reason = c.tool_calls.empty() ? d.finish_reason : "tool_calls";
       c.stop_reason = d.stop_reason ? json(*d.stop_reason) : json(nullptr);
     }
     if (!job_.stream) continue;
-    const json finish = d.finished ? json(d.finish_reason) : json(nullptr);
+    const json finish = d.finished ? json(c.finish_reason) : json(nullptr);
     if (chat) {
       if (first)
         chunks.push_back(chunk(json::array({{{"index", index},
@@ -174,8 +206,10 @@ std::vector<json> ResponseBuilder::add(const engine::RequestOutput& out, int p) 
                                              {"finish_reason", nullptr},
                                              {"seed", c.seed}}})));
       const bool has_lps = job_.logprobs >= 0 && !lps["content"].empty();
-      if (text.empty() && !has_lps && !d.finished) continue;
-      json delta = text.empty() && d.finished ? json::object() : json{{"content", text}};
+      if (content.empty() && calls.empty() && !has_lps && !d.finished) continue;
+      json delta = json::object();
+      if (!content.empty() || (calls.empty() && !d.finished)) delta["content"] = content;
+      if (!calls.empty()) delta["tool_calls"] = calls;
       chunks.push_back(chunk(json::array({{{"index", index},
                                            {"delta", delta},
                                            {"logprobs", lps},
@@ -233,8 +267,11 @@ json ResponseBuilder::final_body() const {
                    {"seed", c.seed},
                    {"token_ids", c.token_ids}};
     if (chat)
+      // With calls, content is null when nothing but the calls was written (as OpenAI).
       choice["message"] = {
-          {"role", "assistant"}, {"content", c.text}, {"tool_calls", json::array()}};
+          {"role", "assistant"},
+          {"content", c.content.empty() && !c.tool_calls.empty() ? json(nullptr) : json(c.content)},
+          {"tool_calls", c.tool_calls}};
     else
       choice["text"] = c.text;
     choices.push_back(std::move(choice));

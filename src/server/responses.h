@@ -11,6 +11,7 @@
 
 #include "engine/engine.h"
 #include "server/protocol.h"
+#include "server/tool_calls.h"
 
 namespace bitexact::server {
 
@@ -38,7 +39,16 @@ class ResponseBuilder {
     size_t text_offset = 0;   // completions: characters before the next token's text
     bool started = false;     // streaming: the first chunk (role, echo) went out
     int32_t last_token = -1;  // the token before the next one: its text depends on it
+    // Chat with tools: the text split into content and calls (`text` stays the raw output).
+    ToolCallParser tool_parser;
+    std::string content;
+    nlohmann::json tool_calls = nlohmann::json::array();  // OpenAI tool_call objects
   };
+
+  // The part of a delta's text a chat client sees: content, plus calls completed by it (as
+  // OpenAI tool_call objects, indexed within the choice) when the job parses tool calls.
+  nlohmann::json content_delta(Choice& c, size_t index, const std::string& text, bool finished,
+                               std::string& content);
 
   std::string token_text(int32_t id, int32_t prev) const;
   void append_completion_logprob(Choice& c, int32_t token, const engine::TokenLogprob* lp,

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "server/api_error.h"
+#include "server/connection_pool.h"
 
 namespace bitexact::server {
 
@@ -50,7 +51,40 @@ void set_error(httplib::Response& res, int status, const std::string& message,
   res.set_content(error_body(status, message, param).dump(), "application/json");
 }
 
+namespace {
+
+// How deeply arrays and objects nest in JSON text (strings skipped). Checked before parsing:
+// nlohmann's serialiser and the template renderer recurse on nesting, so a body of a million
+// brackets (well under the body limit) would overflow a thread's stack.
+int json_depth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+constexpr int kMaxJsonDepth = 64;
+
+}  // namespace
+
 json parse_body(const std::string& body) {
+  if (json_depth(body) > kMaxJsonDepth)
+    throw ApiError(400, "The request body nests arrays and objects more than " +
+                            std::to_string(kMaxJsonDepth) + " levels deep.");
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw ApiError(400, "The request body is not valid JSON.");
   if (!j.is_object()) throw ApiError(400, "The request body must be a JSON object.");
@@ -81,8 +115,12 @@ Server::Server(ModelInfo& model, engine::Engine& engine, const ServerOptions& op
       metrics_(model.served_name),
       worker_(engine, metrics_, options.max_pending),
       http_(std::make_unique<httplib::Server>()) {
-  const size_t threads = size_t(std::max(4, options_.http_threads));
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  const size_t max_connections = size_t(std::max(1, options_.max_connections));
+  http_->new_task_queue = [this, max_connections] {
+    auto* pool = new ConnectionPool(max_connections);
+    pool_ = pool;
+    return pool;
+  };
   http_->set_payload_max_length(options_.max_body_bytes);
   // httplib 0.11 listens with a backlog of 5: a burst of clients (a benchmark at request rate inf)
   // overflows it and connections fail. Keep the socket to listen on it again with a deeper queue.
@@ -145,6 +183,7 @@ void Server::routes() {
   http_->Post("/v1/completions", api(&Server::handle_completions));
   http_->Post("/v1/chat/completions", api(&Server::handle_chat));
   http_->Get("/v1/models", api(&Server::handle_models));
+  http_->Post("/v1/update_weights", api(&Server::handle_update_weights));
   http_->Post("/tokenize", api(&Server::handle_tokenize));
   http_->Post("/detokenize", api(&Server::handle_detokenize));
   http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -154,7 +193,14 @@ void Server::routes() {
       res.status = 200;
   });
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.render(worker_.stats(), worker_.in_flight()),
+    HttpPoolStats http;
+    if (const ConnectionPool* pool = pool_.load()) {
+      http.active = pool->busy();
+      http.queued = pool->queued();
+      http.threads = pool->threads();
+      http.waited = pool->waited();
+    }
+    res.set_content(metrics_.render(worker_.stats(), worker_.in_flight(), http),
                     "text/plain; version=0.0.4");
   });
 }
@@ -180,7 +226,9 @@ void Server::handle_tokenize(const httplib::Request& req, httplib::Response& res
   std::vector<int32_t> ids;
   try {
     if (body.contains("messages")) {
-      const bool add_special = body.value("add_special_tokens", false);
+      const json add = body.value("add_special_tokens", json(false));
+      if (!add.is_boolean()) bad_request("add_special_tokens", "must be true or false");
+      const bool add_special = add.get<bool>();
       ids = model_.tokenizer->encode(render_chat(body, model_), add_special);
     } else {
       if (!body.contains("prompt") || !body["prompt"].is_string())
@@ -194,7 +242,9 @@ void Server::handle_tokenize(const httplib::Request& req, httplib::Response& res
     bad_request("prompt", e.what());
   }
   json out = {{"count", ids.size()}, {"max_model_len", model_.max_model_len}, {"tokens", ids}};
-  if (body.value("return_token_strs", false)) {
+  const json strs_wanted = body.value("return_token_strs", json(false));
+  if (!strs_wanted.is_boolean()) bad_request("return_token_strs", "must be true or false");
+  if (strs_wanted.get<bool>()) {
     json strs = json::array();
     for (int32_t id : ids) strs.push_back(model_.tokenizer->id_to_token(id));
     out["token_strs"] = strs;

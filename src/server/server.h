@@ -21,12 +21,16 @@ struct Response;
 
 namespace bitexact::server {
 
+class ConnectionPool;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8000;      // 0: any free port (reported by bind())
   std::string api_key;  // empty: no authentication
   size_t max_body_bytes = size_t(8) << 20;
-  int http_threads = 128;            // a streaming request holds one for its whole life
+  // Connections served at once (one thread each, started on demand); more wait for a thread.
+  // A stream holds its connection for its whole life, so this bounds concurrent streams.
+  int max_connections = 1024;
   int max_pending = 1024;            // engine requests in flight before 503
   double shutdown_timeout_s = 10.0;  // on SIGTERM: how long in-flight requests may finish
 };
@@ -56,6 +60,8 @@ class Server {
   void handle_tokenize(const httplib::Request& req, httplib::Response& res);
   void handle_detokenize(const httplib::Request& req, httplib::Response& res);
   void handle_models(const httplib::Request& req, httplib::Response& res);
+  // POST /v1/update_weights (handlers_weights.cc)
+  void handle_update_weights(const httplib::Request& req, httplib::Response& res);
   bool authorized(const httplib::Request& req) const;
 
   ModelInfo& model_;
@@ -63,6 +69,9 @@ class Server {
   ServerMetrics metrics_;
   EngineWorker worker_;
   std::unique_ptr<httplib::Server> http_;
+  // Made by httplib's accept loop (new_task_queue) and owned by it; alive while any handler runs,
+  // since handlers run on its threads.
+  std::atomic<ConnectionPool*> pool_{nullptr};
   std::atomic<bool> shutting_down_{false};
   int listen_fd_ = -1;  // the listening socket, to deepen its backlog
 };

@@ -29,7 +29,13 @@ def check_error(r, status, param=None):
     return err
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b"\"text\"", b"\xff\xfe"])
+# Nesting past the server's depth limit, where it would be serialised (a message's extra field).
+DEEP = (b'{"prompt": "x", "messages": [{"role": "user", "content": "hi", "x": ' + b"[" * 200000 +
+        b"]" * 200000 + b"}]}")
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b"\"text\"", b"\xff\xfe", DEEP],
+                         ids=["bad", "empty", "array", "string", "bytes", "deep"])
 def test_malformed_body(server, healthy, raw):
     check_error(post(server, "/v1/completions", raw=raw), 400)
     check_error(post(server, "/v1/chat/completions", raw=raw), 400)
@@ -46,6 +52,8 @@ BAD_COMPLETIONS = [
     ({"prompt": PROMPT, "max_tokens": "ten"}, "max_tokens"),
     ({"prompt": PROMPT, "max_tokens": -3}, "max_tokens"),
     ({"prompt": PROMPT, "max_tokens": 10**12}, "max_tokens"),
+    ({"prompt": PROMPT, "max_tokens": 7.7e35}, "max_tokens"),  # fuzz_request: UB in the float cast
+    ({"prompt": PROMPT, "max_tokens": 2.5}, "max_tokens"),
     ({"prompt": PROMPT, "temperature": "hot"}, "temperature"),
     ({"prompt": PROMPT, "temperature": -1}, None),
     ({"prompt": PROMPT, "top_p": 0}, None),
@@ -58,9 +66,11 @@ BAD_COMPLETIONS = [
     ({"prompt": PROMPT, "logprobs": True}, "logprobs"),
     ({"prompt": PROMPT, "stop": 3}, "stop"),
     ({"prompt": PROMPT, "stop": [""]}, "stop"),
-    ({"prompt": PROMPT, "presence_penalty": 0.5}, "presence_penalty"),
-    ({"prompt": PROMPT, "frequency_penalty": 1.0}, "frequency_penalty"),
-    ({"prompt": PROMPT, "repetition_penalty": 1.2}, "repetition_penalty"),
+    ({"prompt": PROMPT, "presence_penalty": 2.5}, "presence_penalty"),
+    ({"prompt": PROMPT, "presence_penalty": "high"}, "presence_penalty"),
+    ({"prompt": PROMPT, "frequency_penalty": -3}, "frequency_penalty"),
+    ({"prompt": PROMPT, "repetition_penalty": 0}, "repetition_penalty"),
+    ({"prompt": PROMPT, "length_penalty": 0.5}, "length_penalty"),
     ({"prompt": PROMPT, "logit_bias": {"5": 10}}, "logit_bias"),
     ({"prompt": PROMPT, "best_of": 3}, "best_of"),
     ({"prompt": PROMPT, "stream_options": {"include_usage": True}}, "stream_options"),
@@ -89,7 +99,11 @@ BAD_CHAT = [
     ({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": 3}, "chat_template_kwargs"),
     ({"messages": [{"role": "user", "content": "hi"}], "chat_template": "{% if %}"}, "messages"),
     ({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0}, "max_completion_tokens"),
-    ({"messages": [{"role": "user", "content": "hi"}], "presence_penalty": 1}, "presence_penalty"),
+    ({"messages": [{"role": "user", "content": "hi"}], "presence_penalty": 3}, "presence_penalty"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tools": {"name": "f"}}, "tools"),
+    ({"messages": [{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]}, "messages"),  # fuzz_request
+    ({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": 1}}, "response_format"),
 ]
 
 
@@ -110,7 +124,10 @@ def test_openai_client_errors(client, healthy):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError) as e:
-        client.completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=2, presence_penalty=1.5)
+        client.completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=2, presence_penalty=2.5)
+    assert "presence_penalty" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=2, extra_body={"length_penalty": 2})
     assert "not supported" in e.value.message
 
 
@@ -128,6 +145,9 @@ def test_tokenize_errors(server, healthy):
     check_error(post(server, "/tokenize", {}), 400)
     check_error(post(server, "/detokenize", {"tokens": [1, 10**6]}), 400)
     check_error(post(server, "/tokenize", {"model": "other", "prompt": "x"}), 404)
+    msgs = [{"role": "user", "content": "x"}]
+    check_error(post(server, "/tokenize", {"messages": msgs, "add_special_tokens": "yes"}), 400, "add_special_tokens")
+    check_error(post(server, "/tokenize", {"prompt": "x", "return_token_strs": 1}), 400, "return_token_strs")
 
 
 def test_api_key(binary):

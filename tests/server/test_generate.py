@@ -228,3 +228,56 @@ def test_disconnect_aborts_and_frees_kv(server):
     assert m["bitexact:kv_blocks_free"] == m["bitexact:kv_blocks_total"] and m["bitexact:num_requests_running"] == 0
     # aborted early: far fewer than the 16 * 250 tokens asked for were generated
     assert m["bitexact:generation_tokens_total"] - before["bitexact:generation_tokens_total"] < 16 * 250
+
+
+def test_non_streaming_disconnect_aborts_and_frees_kv(server):
+    """A client that gives up on a non-streaming request (here: a read timeout, which closes the
+    connection) aborts it: the engine stops generating for nobody and frees its KV blocks."""
+    before = server.metrics()
+    abort_key = f'bitexact:request_success_total{{model_name="{MODEL_NAME}",finished_reason="abort"}}'
+    body = {"model": MODEL_NAME, "prompt": [PROMPT] * 4, "max_tokens": 250, "n": 64, "ignore_eos": True}
+    started = time.time()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/completions", json=body, timeout=httpx.Timeout(30, read=0.5))
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        m = server.metrics()
+        if m["bitexact:num_requests_in_flight"] == 0:
+            break
+        time.sleep(0.05)
+    noticed_after = time.time() - started
+    assert m.get(abort_key, 0) == before.get(abort_key, 0) + 4  # one engine request per prompt
+    assert m["bitexact:kv_blocks_free"] == m["bitexact:kv_blocks_total"] and m["bitexact:num_requests_running"] == 0
+    # aborted early: far fewer than the 4 * 64 * 250 tokens asked for were generated
+    assert m["bitexact:generation_tokens_total"] - before["bitexact:generation_tokens_total"] < 4 * 64 * 250 / 2
+    assert noticed_after < 5, noticed_after
+
+
+def test_tools_request_without_calls(client):
+    """With `tools`, output that holds no <tool_call> block is plain content (the parser itself,
+    and responses with calls, are tested in src/server/tests/tool_calls_test.cc: this model cannot
+    write a call)."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    kw = dict(model=MODEL_NAME, messages=[{"role": "user", "content": "Once upon a time"}], max_tokens=12,
+              temperature=0, tools=tools)
+    r = client.chat.completions.create(**kw)
+    m = r.choices[0].message
+    assert not m.tool_calls and m.content and r.choices[0].finish_reason in ("length", "stop")
+    chunks = list(client.chat.completions.create(stream=True, **kw))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == m.content
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+
+
+def test_penalties_change_greedy_output(client):
+    """presence/frequency/repetition penalties reach the sampler: each changes a greedy continuation
+    that repeats itself, and a penalised request gives the same answer twice and when streamed."""
+    kw = dict(model=MODEL_NAME, prompt=PROMPT, max_tokens=60, temperature=0)
+    plain = client.completions.create(**kw).choices[0].text
+    for extra_kw in [{"presence_penalty": 1.5}, {"frequency_penalty": 1.0},
+                     {"extra_body": {"repetition_penalty": 1.8}}]:
+        a = client.completions.create(**kw, **extra_kw).choices[0].text
+        b = client.completions.create(**kw, **extra_kw).choices[0].text
+        assert a != plain, extra_kw
+        assert a == b, extra_kw
+        streamed = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw, **extra_kw))
+        assert streamed == a, extra_kw

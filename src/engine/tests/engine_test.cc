@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <cstring>
 
 #include "core/error.h"
@@ -197,4 +198,49 @@ TEST(Engine, PromptLogprobsWithTopN) {
     EXPECT_GE(t.top[0].second, t.top[1].second);
     EXPECT_GE(t.top[0].second, t.logprob);
   }
+}
+
+// Greedy rows take token and logprobs from the model's device path (model::RowTop) unless the
+// host sampler is needed; both must give the same bits. Mixed requests: logprobs none/0/5,
+// min_tokens (banned EOS: host path), a penalty (host path), and temperature (host path).
+TEST(Engine, DeviceGreedyEqualsHostSampler) {
+  auto run_all = [](bool device_greedy) {
+    EngineConfig c;
+    c.device_greedy = device_greedy;
+    c.eos_ids = {fx().tok->eos_id().value_or(2)};
+    Engine e(*fx().model, fx().tok.get(), c);
+    std::vector<RequestSpec> specs;
+    for (int i = 0; i < 6; ++i) {
+      RequestSpec r = story(24);
+      r.id = std::to_string(i);
+      r.prompt = fx().tok->encode(i % 2 ? "Once upon a time" : "The little dog", true);
+      r.params.logprobs = std::vector<int>{-1, 0, 5, 5, 3, 0}[size_t(i)];
+      if (i == 3) r.params.min_tokens = 5;
+      if (i == 4) r.params.repetition_penalty = 1.3;
+      if (i == 5) r.params.temperature = 0.8, r.params.seed = 9;
+      e.add_request(r);
+    }
+    std::map<std::string, SampleDelta> acc;
+    while (e.has_unfinished())
+      for (auto& ro : e.step())
+        for (auto& d : ro.samples) {
+          SampleDelta& s = acc[ro.id];
+          s.token_ids.insert(s.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
+          s.logprobs.insert(s.logprobs.end(), d.logprobs.begin(), d.logprobs.end());
+        }
+    return acc;
+  };
+  auto device = run_all(true), host = run_all(false);
+  ASSERT_EQ(device.size(), 6u);
+  for (auto& [id, d] : device) {
+    const SampleDelta& h = host.at(id);
+    EXPECT_EQ(d.token_ids, h.token_ids) << id;
+    ASSERT_EQ(d.logprobs.size(), h.logprobs.size()) << id;
+    for (size_t i = 0; i < d.logprobs.size(); ++i) {
+      EXPECT_EQ(d.logprobs[i].token, h.logprobs[i].token);
+      EXPECT_EQ(std::memcmp(&d.logprobs[i].logprob, &h.logprobs[i].logprob, 4), 0) << id << " " << i;
+      EXPECT_EQ(d.logprobs[i].top, h.logprobs[i].top) << id << " " << i;
+    }
+  }
+  EXPECT_NE(device.at("4").token_ids, device.at("2").token_ids);  // the penalty changed something
 }

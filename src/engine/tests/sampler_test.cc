@@ -64,10 +64,51 @@ TEST(Sampler, TopKTopPMinPRestrictTheSupport) {
   }
 }
 
+TEST(Sampler, PenaltiesFollowVllmOrderAndKeepRawLogprobs) {
+  Sampler s;
+  SamplingParams p;
+  p.temperature = 0;
+  p.logprobs = 0;
+  std::vector<float> logits = {2.0f, 1.9f, -1.0f, 0.5f};
+  const std::vector<int32_t> prompt = {0}, output = {1, 1};
+  // No penalty: token 0.
+  EXPECT_EQ(s.sample(logits, p, 1, 0, {}, nullptr, {prompt, output}).token, 0);
+  // Repetition 2 (prompt and output): 0 -> 1.0, 1 -> 0.95; token 3 (0.5) stays below.
+  p.repetition_penalty = 2.0;
+  SampleResult r = s.sample(logits, p, 1, 0, {}, nullptr, {prompt, output});
+  EXPECT_EQ(r.token, 0);
+  // The reported logprob is the raw distribution's, not the penalised one's.
+  const double lse = std::log(std::exp(2.0) + std::exp(1.9) + std::exp(-1.0) + std::exp(0.5));
+  EXPECT_NEAR(r.logprob, 2.0 - lse, 1e-6);
+  // Frequency counts output occurrences: token 0 seen twice, 2 - 2 * 1.0 = 0 < 1.9.
+  p.repetition_penalty = 1.0;
+  p.frequency_penalty = 1.0;
+  EXPECT_EQ(s.sample(logits, p, 1, 0, {}, nullptr, {{}, std::vector<int32_t>{0, 0}}).token, 1);
+  // Presence subtracts once however often a token was seen: 2 - 1.6 = 0.4 < 1.9; with 1 seen
+  // too (0.3), token 3 (0.5) wins.
+  p.frequency_penalty = 0.0;
+  p.presence_penalty = 1.6;
+  EXPECT_EQ(s.sample(logits, p, 1, 0, {}, nullptr, {{}, std::vector<int32_t>{0, 0}}).token, 1);
+  EXPECT_EQ(s.sample(logits, p, 1, 0, {}, nullptr, {{}, std::vector<int32_t>{0, 1}}).token, 3);
+  // Presence and frequency ignore prompt tokens.
+  EXPECT_EQ(s.sample(logits, p, 1, 0, {}, nullptr, {std::vector<int32_t>{0}, {}}).token, 0);
+  // Repetition multiplies negative logits (-1 * 2 = -2 < -1.5) and counts prompt tokens.
+  p.presence_penalty = 0.0;
+  p.repetition_penalty = 2.0;
+  std::vector<float> neg = {-1.0f, -1.5f};
+  EXPECT_EQ(s.sample(neg, p, 1, 0, {}, nullptr, {std::vector<int32_t>{0}, {}}).token, 1);  // -2 < -1.5
+}
+
 TEST(Sampler, ValidateRejectsBadParameters) {
   SamplingParams p;
   p.top_p = 0;
   EXPECT_THROW(p.validate(), bitexact::Error);
+  for (auto set : {+[](SamplingParams& q) { q.presence_penalty = 2.5; }, +[](SamplingParams& q) { q.frequency_penalty = -3; },
+                   +[](SamplingParams& q) { q.repetition_penalty = 0; }}) {
+    SamplingParams q;
+    set(q);
+    EXPECT_THROW(q.validate(), bitexact::Error);
+  }
   p = {};
   p.temperature = -1;
   EXPECT_THROW(p.validate(), bitexact::Error);

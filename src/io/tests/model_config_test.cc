@@ -77,6 +77,13 @@ TEST(ModelConfig, Qwen3MoeAndDefaults) {
   j["mlp_only_layers"] = json::array();
   j["num_experts_per_tok"] = 129;
   EXPECT_IO_ERROR(parse(j), ErrorKind::kFormat, "`num_experts_per_tok` must be at most");
+  // transformers 5 spells the expert count `num_local_experts`.
+  j["num_experts_per_tok"] = 8;
+  j.erase("num_experts");
+  j["num_local_experts"] = 64;
+  EXPECT_EQ(parse(j).num_experts, 64);
+  j.erase("num_local_experts");
+  EXPECT_IO_ERROR(parse(j), ErrorKind::kFormat, "field `num_experts` is missing");
 }
 
 TEST(ModelConfig, Llama3WithRopeScaling) {

@@ -109,3 +109,21 @@ TEST(BlockManager, EveryBlockIsUnheldAfterReleases) {
   release_all(m, x);
   EXPECT_EQ(m.num_unheld(), 16);
 }
+
+TEST(BlockManager, ClearCacheForgetsEveryEntryAndFreesUnheldBlocks) {
+  BlockManager m(6, 4, true);
+  const auto a = seq(8, 0), b = seq(8, 100);
+  std::vector<int> ba = fill(m, a);
+  const std::vector<int> bb = fill(m, b);
+  release_all(m, ba);  // a's blocks: cached, unheld; b's: cached and still held
+  EXPECT_EQ(m.num_cached(), 4);
+  m.clear_cache();
+  EXPECT_EQ(m.num_cached(), 0);
+  EXPECT_TRUE(m.match_prefix(a, 2).empty());
+  EXPECT_TRUE(m.match_prefix(b, 2).empty());
+  EXPECT_EQ(m.ref_count(bb[0]), 1);  // the holder keeps its block
+  EXPECT_EQ(m.num_available(), 4);   // a's two blocks plus the two never used
+  release_all(m, bb);
+  EXPECT_EQ(m.num_available(), 6);
+  EXPECT_EQ(m.allocate(), 0);        // free again, lowest id first
+}

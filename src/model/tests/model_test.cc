@@ -63,6 +63,11 @@ TEST(ModelVsTransformers, LlamaF32) { check_fixture("llama-tiny-f32", 1e-5); }
 // bf16 weights, computed by us with f32 activations, vs transformers on the same weights upcast
 // to f32: the same function, so the same tolerance.
 TEST(ModelVsTransformers, Qwen3Bf16WeightsVsF32Reference) { check_fixture("qwen3-tiny-bf16", 1e-5); }
+// qwen3_moe: top-2 of 8 experts renormalised; top-8 of 16 unnormalised with a dense layer
+// (mlp_only_layers = [1]). Same f32 arithmetic up to summation order (the experts' outputs are
+// summed in slot order here, in expert order by transformers): the same tolerance.
+TEST(ModelVsTransformers, Qwen3MoeTop2F32) { check_fixture("qwen3moe-tiny-top2", 1e-5); }
+TEST(ModelVsTransformers, Qwen3MoeTop8WithDenseLayerF32) { check_fixture("qwen3moe-tiny-top8", 1e-5); }
 
 TEST(Stories260K, GreedyContinuationOfOnceUponATime) {
   const std::string path = std::string(BITEXACT_SHARED_DIR) + "/models/stories260K.gguf";

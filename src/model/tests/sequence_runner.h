@@ -22,7 +22,7 @@ struct SequenceRunner {
     model = Model::load(path, options);
     const auto& c = model->config();
     cache = std::make_unique<kv::KvCache>(
-        kv::KvCacheShape{int(c.num_hidden_layers), kBlocks, kBlockSize, int(c.num_key_value_heads), int(c.head_dim)},
+        kv::KvCacheShape{int(c.num_hidden_layers), kBlocks, kBlockSize, int(model->kv_cache_heads()), int(c.head_dim)},
         options.device, model->kv_dtype());
     for (int l = 0; l < c.num_hidden_layers; ++l) layers.push_back({cache->k(l), cache->v(l)});
   }

@@ -20,6 +20,13 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
                const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
+void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out);
+void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
+void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
+               MoeRouting& routing);
+void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
+                const MoeRouting& routing, Tensor& y);
+void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);
 void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset);
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
 void synchronize(const ExecContext& ctx);

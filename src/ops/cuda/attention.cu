@@ -2,6 +2,8 @@
 // both bit-identical), owns the chunk-partial workspace, and in non-invariant mode splits the
 // keys by a batch-dependent factor (FlashDecoding-style) so that invariance tests can fail.
 #include <algorithm>
+#include <atomic>
+#include <map>
 #include <mutex>
 
 #include "ops/cuda/attention_control.cuh"
@@ -19,15 +21,32 @@ AttentionPath g_path = AttentionPath::kAuto;
 bool g_streaming = true;  // split family: stream_kernel (chunks per CTA) or one chunk per CTA
 int g_fused_config = 0;   // fused grid: 0 = 8 warps / 4 K/V sub-tiles, 1 = 4 / 2, 2 = 8 / 2
 
-// Chunk partials: grown with cudaMalloc outside capture, never freed (one per process).
+// Chunk partials: grown with cudaMalloc outside capture, never freed. One per device: the
+// ranks of a tensor-parallel group drive several GPUs from one process.
 struct Workspace {
   std::mutex mu;
   void* ptr = nullptr;
   size_t bytes = 0;
 };
 Workspace& workspace() {
-  static Workspace w;
-  return w;
+  static std::mutex mu;
+  static std::map<int, Workspace> per_device;  // nodes never move: references stay valid
+  int dev = 0;
+  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  return per_device[dev];
+}
+
+// The shared-memory opt-in is a per-device attribute: set(); once per device (bit per device).
+// Two threads may both set it the first time; setting it twice is harmless.
+template <typename F>
+void once_per_device(std::atomic<uint64_t>& done, F set) {
+  int dev = 0;
+  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = uint64_t(1) << dev;
+  if (done.load() & bit) return;
+  set();
+  done.fetch_or(bit);
 }
 
 size_t partial_bytes(int64_t tokens, int64_t splits, int64_t hq, int64_t dh) {
@@ -47,6 +66,7 @@ void* ensure_workspace(size_t bytes, cudaStream_t st) {
              " needed) during graph capture; call "
              "reserve_attention_workspace() or run the shape eagerly before capturing");
   if (w.ptr) BITEXACT_CUDA_CHECK(cudaFree(w.ptr));  // cudaFree waits for kernels using it
+  bump_workspace_epoch();  // graphs captured with the old pointer are stale
   w.ptr = nullptr;
   w.bytes = 0;
   bytes = std::max(bytes, size_t(1) << 20);
@@ -71,12 +91,11 @@ int fused_rows(int config) { return config == 1 ? 64 : 128; }
 template <int DH, int kWarps, int kSlots>
 void launch_fused(const attn::Params& p, cudaStream_t st) {
   constexpr int smem = attn::fused_smem_bytes<DH, kWarps, kSlots>();
-  static bool configured = [] {
+  static std::atomic<uint64_t> configured{0};
+  once_per_device(configured, [] {
     BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::fused_kernel<DH, kWarps, kSlots>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)configured;
+  });
   const int tokens = 16 * kWarps / p.group;
   dim3 grid(ceil_div(p.M, tokens) * unsigned(p.hkv));
   attn::fused_kernel<DH, kWarps, kSlots><<<grid, 32 * kWarps, smem, st>>>(p);
@@ -102,16 +121,15 @@ void launch(const attn::Params& base, bool fused, int splits, cudaStream_t st) {
     return;
   }
   constexpr int smem = 4 * 2 * attn::kSubKeys * kPitch * 2;
-  static bool configured = [] {
+  static std::atomic<uint64_t> configured{0};
+  once_per_device(configured, [] {
     BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::stream_kernel<DH>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::split_kernel<DH, false>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::split_kernel<DH, true>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)configured;
+  });
   if (p.subtiles_per_warp == 1 && g_streaming) {
     // Chunks per CTA: speed only (each chunk's partial is computed the same way). Longer runs
     // let warps prefetch; keep >= ~2.7 waves of CTAs (3 per SM) for the tail.
@@ -199,7 +217,8 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
   else {
     const int64_t tokens_per_cta = fused_rows(g_fused_config) / group;
     const int64_t fused_ctas = (M + tokens_per_cta - 1) / tokens_per_cta * hkv;
-    fused = ctx.batch_invariant && M >= 2 * num_seqs && fused_ctas >= sm_count();
+    // In either mode: the non-invariant baseline must not be slowed by a worse prefill grid.
+    fused = M >= 2 * num_seqs && fused_ctas >= sm_count();
     if (ws_bytes > kSplitCap) fused = true;
   }
   if (fused && spw != 1) spw = 1;  // the fused grid is always the invariant chunking

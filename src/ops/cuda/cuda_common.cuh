@@ -89,6 +89,17 @@ __device__ __forceinline__ void store_any(void* p, DType t, int64_t i, float v) 
   }
 }
 
+// The largest 64-bit key over a warp (xor-shuffles; max is exact in any order): the top-k
+// rounds of top_tokens and of the MoE router.
+__device__ __forceinline__ uint64_t warp_max_key(uint64_t v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const uint64_t other = __shfl_xor_sync(0xffffffffu, v, o);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+
 // Sum over a block of kThreads threads: each warp reduces by xor-shuffles (offsets 16..1), then
 // warp 0 reduces the per-warp sums the same way. The tree depends on kThreads only, so every row
 // reduced with the same kThreads gets the same order. `scratch` holds kThreads/32 floats.

@@ -6,7 +6,7 @@
 
 namespace bitexact::ops::cuda {
 
-void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y);
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y, int64_t plan_rows = 0);
 void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, const Tensor& weight,
                   float eps, Tensor& out);
@@ -20,6 +20,13 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
                const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
+void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out);
+void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
+void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
+               MoeRouting& routing);
+void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
+                const MoeRouting& routing, Tensor& y);
+void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);
 void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset);
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
 void synchronize(const ExecContext& ctx);
@@ -39,4 +46,9 @@ void graph_begin_capture(const ExecContext& ctx);
 void* graph_end_capture(const ExecContext& ctx);  // an instantiated cudaGraphExec_t
 void graph_launch(const ExecContext& ctx, void* exec);
 void graph_destroy(void* exec);
+// Counts reallocations of the kernels' scratch buffers (GEMM split-K partials, attention
+// partials). A captured graph holds the old pointers, so whoever replays graphs must drop them
+// when this changes.
+uint64_t workspace_epoch();
+void bump_workspace_epoch();
 }  // namespace bitexact::ops::cuda

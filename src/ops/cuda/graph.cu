@@ -1,6 +1,8 @@
 // CUDA streams and graphs for the model runner: decode steps are captured once per shape
 // bucket and replayed, removing hundreds of launch gaps per token. Replays run the same kernels
 // with the same grids as eager execution, so they give the same bits (tested: I7).
+#include <atomic>
+
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 
@@ -37,5 +39,12 @@ void graph_launch(const ExecContext& ctx, void* exec) {
 void graph_destroy(void* exec) {
   if (exec) (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
 }
+
+namespace {
+std::atomic<uint64_t> g_workspace_epoch{0};
+}
+
+uint64_t workspace_epoch() { return g_workspace_epoch.load(); }
+void bump_workspace_epoch() { g_workspace_epoch.fetch_add(1); }
 
 }  // namespace bitexact::ops::cuda

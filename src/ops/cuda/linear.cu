@@ -46,6 +46,7 @@ SplitWorkspace& workspace_for(cudaStream_t stream, size_t floats, size_t counter
          "linear: the split-K workspace must grow for this shape while a CUDA graph is being "
          "captured; run the shape once before capturing (warm-up)");
   LINEAR_CUDA_CHECK(cudaDeviceSynchronize());  // the old buffers may still be in use
+  bump_workspace_epoch();                      // graphs captured with the old ones are stale
   if (ws.partial_floats < floats) {
     LINEAR_CUDA_CHECK(cudaFree(ws.partial));
     ws.partial_floats = std::max(floats, size_t(1) << 20);
@@ -177,7 +178,7 @@ void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y) {
 }
 
 void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y,
-                      LinearPath path) {
+                      LinearPath path, int64_t plan_rows) {
   check_linear_args(x, w, y);
   const int64_t M = x.dim(0), K = x.dim(1), N = w.dim(0);
   if (M == 0 || N == 0) return;
@@ -186,7 +187,8 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
     LINEAR_CUDA_CHECK(cudaMemset2DAsync(y.data, y.stride[0] * 2, 0, N * 2, M, stream));
     return;
   }
-  LinearPlan plan = linear_plan(N, K);
+  // A column shard of a larger weight cuts K like the whole weight: TP degree changes N only.
+  LinearPlan plan = linear_plan(plan_rows > 0 ? plan_rows : N, K);
   LinearParams p{};
   p.x = static_cast<const __nv_bfloat16*>(x.data);
   p.w = static_cast<const __nv_bfloat16*>(w.data);
@@ -223,9 +225,9 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
 
 }  // namespace linear_detail
 
-void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y) {
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y, int64_t plan_rows) {
   if (ctx.batch_invariant)
-    linear_detail::linear_invariant(ctx, x, w, y);
+    linear_detail::linear_invariant(ctx, x, w, y, linear_detail::LinearPath::kAuto, plan_rows);
   else
     linear_detail::linear_cublaslt(ctx, x, w, y);
 }

@@ -49,8 +49,9 @@ void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y);
 // Batch-invariant GEMM along `path`. Uses a per-device workspace that grows on the first call
 // for a shape (must not be inside a graph capture); later calls neither allocate nor sync.
 // The split workspace is one per device: two streams must not run split-path GEMMs at once.
+// plan_rows > 0: cut K as linear_plan(plan_rows, K) would (tensor-parallel column shards).
 void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y,
-                      LinearPath path = LinearPath::kAuto);
+                      LinearPath path = LinearPath::kAuto, int64_t plan_rows = 0);
 
 // Non-invariant baseline: cuBLASLt with its default heuristic (first result) for this shape.
 // Handle, workspace and the chosen algorithm are cached per device and shape.

@@ -9,19 +9,14 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "ops/tests/cpu_test_util.h"
 
 using namespace bitexact;
 using namespace bitexact::ops;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::randn;
 
 Tensor t2(std::vector<float>& v, int64_t r, int64_t c) { return Tensor::view(v.data(), DType::kF32, {r, c}); }
 
@@ -207,5 +202,32 @@ TEST(OpsCpu, AttentionMatchesReferenceAndIsInvariant) {
         }
       }
     EXPECT_LT(rel_err(all, ref), 1e-5);
+  }
+}
+
+TEST(OpsCpu, TopTokensOrdersByValueThenLowestColumn) {
+  ExecContext ctx;
+  const int64_t R = 3, V = 1000;
+  std::mt19937 g(5);
+  std::uniform_int_distribution<int> level(0, 9);  // many ties
+  std::vector<float> x(R * V);
+  for (auto& e : x) e = float(level(g));
+  x[7] = NAN;
+  for (int n : {1, 5, 32}) {
+    std::vector<int32_t> ids(R * n);
+    std::vector<float> vals(R * n);
+    Tensor ti = Tensor::view(ids.data(), DType::kI32, {R, n}), tv = t2(vals, R, n);
+    top_tokens(ctx, t2(x, R, V), ti, tv);
+    for (int64_t r = 0; r < R; ++r) {
+      std::vector<int32_t> order(V);
+      for (int i = 0; i < V; ++i) order[i] = i;
+      const float* row = x.data() + r * V;
+      auto key = [&](int32_t i) { return std::isnan(row[i]) ? -INFINITY : row[i]; };
+      std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return key(a) > key(b); });
+      for (int j = 0; j < n; ++j) {
+        EXPECT_EQ(ids[r * n + j], order[j]) << r << " " << j;
+        EXPECT_EQ(vals[r * n + j], row[order[j]]);
+      }
+    }
   }
 }

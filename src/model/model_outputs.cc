@@ -1,0 +1,77 @@
+// The end of a forward pass: bringing logit rows back to the host. A row that will be sampled
+// greedily needs only its argmax and a few logprobs, so those are found on the model's device
+// (ops::top_tokens) and the vocabulary-sized rows are copied only for rows that need them
+// (sampling with temperature, penalties, prompt logprobs).
+#include <algorithm>
+
+#include "model/model_internal.h"
+
+namespace bitexact::model {
+
+void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const Outputs& out) {
+  const int64_t V = w_.config.vocab_size;
+  out.logits.resize(size_t(rows) * size_t(V));
+  if (out.logprobs) out.logprobs->resize(out.logits.size());
+  if (rows == 0) return ops::synchronize(ctx_);
+  const DType act = ctx_.device == Device::kCpu ? DType::kF32 : DType::kBF16;
+  const Tensor logits = ws.logits.as(act, {rows, V});
+  Tensor lp = ws.logprobs.as(DType::kF32, {rows, V});
+  if (out.logprobs) ops::log_softmax(ctx_, logits, lp);
+
+  // Copies rows [r0, r1) of the logits (and log-softmax) to the host.
+  auto copy_rows = [&](int r0, int r1) {
+    auto slice = [&](const Tensor& t, void* base, DType dt) {
+      Tensor s = t;
+      s.data = static_cast<char*>(base) + size_t(r0) * size_t(V) * dtype_size(dt);
+      s.shape[0] = r1 - r0;
+      return s;
+    };
+    Tensor host = Tensor::view(out.logits.data() + size_t(r0) * size_t(V), DType::kF32, {r1 - r0, V});
+    ops::copy(ctx_, slice(logits, logits.data, act), host);
+    if (out.logprobs) {
+      Tensor lp_host = Tensor::view(out.logprobs->data() + size_t(r0) * size_t(V), DType::kF32, {r1 - r0, V});
+      ops::copy(ctx_, slice(lp, lp.data, DType::kF32), lp_host);
+    }
+  };
+  auto full = [&](int r) { return b.row_top_n.empty() || b.row_top_n[size_t(r)] < 0; };
+  for (int r0 = 0; r0 < rows;) {  // runs of consecutive full rows, one copy each
+    if (!full(r0)) {
+      ++r0;
+      continue;
+    }
+    int r1 = r0 + 1;
+    while (r1 < rows && full(r1)) ++r1;
+    copy_rows(r0, r1);
+    r0 = r1;
+  }
+  if (b.row_top_n.empty() || std::all_of(b.row_top_n.begin(), b.row_top_n.end(), [](int n) { return n < 0; }))
+    return ops::synchronize(ctx_);
+
+  // Greedy token = top-1 of the logits. Its logprob = top-1 of the log-softmax: log_softmax is
+  // x - lse with one lse per row, monotone in x, so the largest logprob is the argmax's.
+  const int n = std::max(1, *std::max_element(b.row_top_n.begin(), b.row_top_n.end()));
+  Tensor g_ids = ws.greedy_ids.as(DType::kI32, {rows, 1}), g_vals = ws.greedy_vals.as(DType::kF32, {rows, 1});
+  Tensor t_ids = ws.top_ids.as(DType::kI32, {rows, n}), t_vals = ws.top_vals.as(DType::kF32, {rows, n});
+  ops::top_tokens(ctx_, logits, g_ids, g_vals);
+  ops::top_tokens(ctx_, lp, t_ids, t_vals);
+  std::vector<int32_t> greedy(static_cast<size_t>(rows)), ids(static_cast<size_t>(rows) * size_t(n));
+  std::vector<float> vals(ids.size());
+  Tensor h_greedy = Tensor::view(greedy.data(), DType::kI32, {rows, 1});
+  Tensor h_ids = Tensor::view(ids.data(), DType::kI32, {rows, n});
+  Tensor h_vals = Tensor::view(vals.data(), DType::kF32, {rows, n});
+  ops::copy(ctx_, g_ids, h_greedy);
+  ops::copy(ctx_, t_ids, h_ids);
+  ops::copy(ctx_, t_vals, h_vals);
+  ops::synchronize(ctx_);
+  out.tops->assign(size_t(rows), RowTop{});
+  for (int r = 0; r < rows; ++r) {
+    if (full(r)) continue;
+    RowTop& t = (*out.tops)[size_t(r)];
+    t.token = greedy[size_t(r)];
+    t.logprob = vals[size_t(r) * size_t(n)];
+    for (int j = 0; j < b.row_top_n[size_t(r)]; ++j)
+      t.top.emplace_back(ids[size_t(r) * size_t(n) + size_t(j)], vals[size_t(r) * size_t(n) + size_t(j)]);
+  }
+}
+
+}  // namespace bitexact::model
