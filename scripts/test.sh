@@ -23,12 +23,13 @@ echo "== Python package (pip install . from this checkout, then a generation wit
 cuda=$(grep -q '^BITEXACT_CUDA:BOOL=ON' build/CMakeCache.txt && echo ON || echo OFF)
 python3 -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps . \
   -C cmake.define.BITEXACT_CUDA="$cuda"
+stories="$(cd ../shared && pwd)/models/stories260K.gguf"  # absolute: the check runs from /tmp
 (cd /tmp && python3 -c '
 import sys, bitexact
 m = sys.argv[1]
 out = bitexact.LLM(m, device="cpu").generate("Once upon a time", bitexact.SamplingParams(temperature=0, max_tokens=12), use_tqdm=False)
 assert out[0].outputs[0].text.startswith(", there was a little girl named Lily"), out
-print("bitexact", bitexact.__version__, "installed at", bitexact.__file__)' "$PWD/../shared/models/stories260K.gguf")
+print("bitexact", bitexact.__version__, "installed at", bitexact.__file__)' "$stories")
 python3 -m pip uninstall -q -y bitexact  # the tests import the build's module (build/python)
 
 echo "== reference data (Hugging Face tokenizers / transformers)"

@@ -90,6 +90,7 @@ std::string EngineWorker::next_id(const std::string& prefix) {
 
 std::shared_ptr<RequestChannel> EngineWorker::submit(std::vector<engine::RequestSpec> specs) {
   if (draining_) throw ApiError(503, "The server is shutting down.");
+  if (failed_) throw ApiError(503, "The engine failed (" + failure_ + "); restart the server.");
   const int n = int(specs.size());
   if (in_flight_.fetch_add(n) + n > max_pending_) {
     in_flight_ -= n;
@@ -171,6 +172,10 @@ void EngineWorker::run() {
         deliver(outs);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "bitexact serve: engine step failed: %s\n", e.what());
+        if (!failed_) {
+          failure_ = e.what();
+          failed_ = true;
+        }
         fail_all(std::string("internal error in the engine: ") + e.what());
       }
     }
@@ -256,6 +261,11 @@ void EngineWorker::deliver(std::vector<engine::RequestOutput>& outs) {
       --in_flight_;
     }
   }
+}
+
+std::optional<std::string> EngineWorker::failure() const {
+  if (!failed_) return std::nullopt;
+  return failure_;
 }
 
 }  // namespace bitexact::server

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -74,6 +75,10 @@ class EngineWorker {
   void stop();
 
   int in_flight() const { return in_flight_; }
+  // Set when an engine step threw: the engine's state (and a device context after a kernel
+  // fault) cannot be trusted, so /health reports 503 and new requests are refused until the
+  // server is restarted, instead of failing one by one.
+  std::optional<std::string> failure() const;
   engine::EngineStats stats() const;  // as of the last step
 
  private:
@@ -103,6 +108,8 @@ class EngineWorker {
   const int max_pending_;
   std::atomic<int> in_flight_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> failed_{false};
+  std::string failure_;  // written once, before failed_ is set
   std::atomic<uint64_t> id_counter_{0};
 
   std::mutex stop_mu_;  // stop() may be called by the signal thread and the main thread at once

@@ -189,6 +189,8 @@ void Server::routes() {
   http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (shutting_down_)
       set_error(res, 503, "The server is shutting down.");
+    else if (std::optional<std::string> failure = worker_.failure())
+      set_error(res, 503, "The engine failed (" + *failure + "); restart the server.");
     else
       res.status = 200;
   });

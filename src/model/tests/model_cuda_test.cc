@@ -148,6 +148,8 @@ int batch_divergences(const std::string& path, bool dummy, bool invariant, int t
 }  // namespace
 
 TEST_F(CudaModel, Qwen3Bf16MatchesCpu) { compare_with_cpu("qwen3-tiny-bf16"); }
+// The bf16 MoE fixture made by transformers: GPU vs the CPU engine (which matches transformers).
+TEST_F(CudaModel, Qwen3MoeBf16FixtureMatchesCpu) { compare_with_cpu("qwen3moe-tiny-bf16"); }
 
 // qwen3_moe: the GPU against the CPU engine on the same (dummy) weights. Routing sees bf16
 // router logits on the GPU and f32 on the CPU, so a near-tie may pick another expert for a token

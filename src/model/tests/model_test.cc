@@ -68,6 +68,8 @@ TEST(ModelVsTransformers, Qwen3Bf16WeightsVsF32Reference) { check_fixture("qwen3
 // summed in slot order here, in expert order by transformers): the same tolerance.
 TEST(ModelVsTransformers, Qwen3MoeTop2F32) { check_fixture("qwen3moe-tiny-top2", 1e-5); }
 TEST(ModelVsTransformers, Qwen3MoeTop8WithDenseLayerF32) { check_fixture("qwen3moe-tiny-top8", 1e-5); }
+// bf16 weights, head_dim 64 (so the CUDA engine runs it too), a dense last layer.
+TEST(ModelVsTransformers, Qwen3MoeBf16WeightsVsF32Reference) { check_fixture("qwen3moe-tiny-bf16", 1e-5); }
 
 TEST(Stories260K, GreedyContinuationOfOnceUponATime) {
   const std::string path = std::string(BITEXACT_SHARED_DIR) + "/models/stories260K.gguf";
