@@ -123,8 +123,10 @@ def test_256_streaming_clients_with_disconnects(binary):
         assert not stats["failed"], stats["failed"][:5]
         assert stats["completed"] > CLIENTS and stats["disconnected"] > CLIENTS // 4, stats
 
-        # Every client held a connection at once (+1: the scrape's own), and none waited.
-        assert max(a for _, _, a, _ in samples) >= CLIENTS, samples
+        # Nearly every client held a connection at one sampling instant (some are always between
+        # a hang-up and their next request, so the peak seen once a second may fall a little short
+        # of CLIENTS; the old fixed pool capped it at 128), and no connection waited for a thread.
+        assert max(a for _, _, a, _ in samples) >= 0.9 * CLIENTS, samples
         assert server.metrics()["bitexact:http_connections_waited_total"] == 0, samples
 
         rss = [r for t, r, _, _ in samples if t >= WARMUP_S]
