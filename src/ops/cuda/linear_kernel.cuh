@@ -91,6 +91,40 @@ __device__ __forceinline__ void load_tile(uint32_t smem, const __nv_bfloat16* g,
   }
 }
 
+// One pipeline stage of the K loop: the BK/16 k16 steps of mma.sync over a warp's MI x NI
+// tiles in increasing k, fragments double-buffered through ldmatrix. The dense GEMM and the MoE
+// expert GEMM both run exactly this, which is what makes their rows bit-equal.
+template <int BK, int MI, int NI, int TM, int TN>
+__device__ __forceinline__ void mma_stage(uint32_t a_base, uint32_t b_base, int wm, int wn, int lane,
+                                          float (&acc)[MI][NI][4]) {
+  constexpr int KS = BK / 16;
+  uint32_t af[2][MI][4], bf[2][NI][2];
+  auto load_frags = [&](int buf, int kk) {
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+      int r = wm * TM + i * 16 + (lane & 15);
+      ldmatrix_x4(a_base + tile_offset<BK>(r, kk * 2 + (lane >> 4)), af[buf][i][0], af[buf][i][1],
+                  af[buf][i][2], af[buf][i][3]);
+    }
+#pragma unroll
+    for (int j = 0; j < NI; j += 2) {
+      int r = wn * TN + j * 8 + (lane & 7) + ((lane >> 4) << 3);
+      ldmatrix_x4(b_base + tile_offset<BK>(r, kk * 2 + ((lane >> 3) & 1)), bf[buf][j][0], bf[buf][j][1],
+                  bf[buf][j + 1][0], bf[buf][j + 1][1]);
+    }
+  };
+  load_frags(0, 0);
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) {  // k16 steps in increasing k: the fixed order
+    if (kk + 1 < KS) load_frags((kk + 1) & 1, kk + 1);  // overlaps the mma below
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+        mma_bf16(acc[i][j], af[kk & 1][i], bf[kk & 1][j][0], bf[kk & 1][j][1]);
+  }
+}
+
 // CTA tile BM x BN, k-stage BK, WM x WN warps (warp tile (BM/WM) x (BN/WN)), STAGES-deep pipeline.
 // BK is only the copy granularity: chunk boundaries (multiples of kc, itself a multiple of every
 // BK used) and the k16 order are the same for every BK; a K tail padded to BK adds exact zeros.
@@ -105,7 +139,6 @@ __global__ void __launch_bounds__(WM* WN * 32)
   constexpr int kThreads = WM * WN * 32;
   constexpr int TM = BM / WM, TN = BN / WN;  // warp tile
   constexpr int MI = TM / 16, NI = TN / 8;   // mma tiles per warp
-  constexpr int KS = BK / 16;                // k16 steps per stage
   static_assert(TM % 16 == 0 && TN % 16 == 0, "warp tile must be a multiple of 16x16");
   constexpr int kStageA = BM * BK * 2, kStageB = BN * BK * 2;
 
@@ -164,7 +197,6 @@ __global__ void __launch_bounds__(WM* WN * 32)
     cp_async_commit();
   }
 
-  uint32_t af[2][MI][4], bf[2][NI][2];  // fragments, double-buffered across k16 steps
   for (int it = 0; it < n_local; ++it) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();  // tile `it` landed for all threads; stage (it-1) is free to overwrite
@@ -173,30 +205,7 @@ __global__ void __launch_bounds__(WM* WN * 32)
 
     const int stage = it % STAGES;
     const uint32_t a_base = smem_a + stage * kStageA, b_base = smem_b + stage * kStageB;
-    auto load_frags = [&](int buf, int kk) {
-#pragma unroll
-      for (int i = 0; i < MI; ++i) {
-        int r = wm * TM + i * 16 + (lane & 15);
-        ldmatrix_x4(a_base + tile_offset<BK>(r, kk * 2 + (lane >> 4)), af[buf][i][0],
-                    af[buf][i][1], af[buf][i][2], af[buf][i][3]);
-      }
-#pragma unroll
-      for (int j = 0; j < NI; j += 2) {
-        int r = wn * TN + j * 8 + (lane & 7) + ((lane >> 4) << 3);
-        ldmatrix_x4(b_base + tile_offset<BK>(r, kk * 2 + ((lane >> 3) & 1)), bf[buf][j][0],
-                    bf[buf][j][1], bf[buf][j + 1][0], bf[buf][j + 1][1]);
-      }
-    };
-    load_frags(0, 0);
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {  // k16 steps in increasing k: the fixed order
-      if (kk + 1 < KS) load_frags((kk + 1) & 1, kk + 1);  // overlaps the mma below
-#pragma unroll
-      for (int i = 0; i < MI; ++i)
-#pragma unroll
-        for (int j = 0; j < NI; ++j)
-          mma_bf16(acc[i][j], af[kk & 1][i], bf[kk & 1][j][0], bf[kk & 1][j][1]);
-    }
+    mma_stage<BK, MI, NI, TM, TN>(a_base, b_base, wm, wn, lane, acc);
 
     if constexpr (!SPLIT) {
       const int t = t_begin + it;

@@ -14,9 +14,8 @@ namespace bitexact::ops::cuda::moe_detail {
 using linear_detail::cp_async16;
 using linear_detail::cp_async_commit;
 using linear_detail::cp_async_wait;
-using linear_detail::ldmatrix_x4;
 using linear_detail::load_tile;
-using linear_detail::mma_bf16;
+using linear_detail::mma_stage;
 using linear_detail::smem_u32;
 using linear_detail::tile_offset;
 
@@ -47,7 +46,7 @@ template <int BM, int BN, int BK, int WM, int WN, int STAGES>
 __global__ void __launch_bounds__(WM* WN * 32) moe_gemm_kernel(const MoeGemmParams p) {
   constexpr int kThreads = WM * WN * 32;
   constexpr int TM = BM / WM, TN = BN / WN;
-  constexpr int MI = TM / 16, NI = TN / 8, KS = BK / 16;
+  constexpr int MI = TM / 16, NI = TN / 8;
   static_assert(TM % 16 == 0 && TN % 16 == 0, "warp tile must be a multiple of 16x16");
   constexpr int kStageA = BM * BK * 2, kStageB = BN * BK * 2;
   constexpr int kRowChunks = BK / 8, kChunksA = BM * kRowChunks;
@@ -109,7 +108,6 @@ __global__ void __launch_bounds__(WM* WN * 32) moe_gemm_kernel(const MoeGemmPara
     if (s < total_tiles) load_stage(s, s);
     cp_async_commit();
   }
-  uint32_t af[2][MI][4], bf[2][NI][2];
   for (int it = 0; it < total_tiles; ++it) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();
@@ -118,30 +116,7 @@ __global__ void __launch_bounds__(WM* WN * 32) moe_gemm_kernel(const MoeGemmPara
 
     const int stage = it % STAGES;
     const uint32_t a_base = smem_a + stage * kStageA, b_base = smem_b + stage * kStageB;
-    auto load_frags = [&](int buf, int kk) {
-#pragma unroll
-      for (int i = 0; i < MI; ++i) {
-        const int r = wm * TM + i * 16 + (lane & 15);
-        ldmatrix_x4(a_base + tile_offset<BK>(r, kk * 2 + (lane >> 4)), af[buf][i][0], af[buf][i][1],
-                    af[buf][i][2], af[buf][i][3]);
-      }
-#pragma unroll
-      for (int j = 0; j < NI; j += 2) {
-        const int r = wn * TN + j * 8 + (lane & 7) + ((lane >> 4) << 3);
-        ldmatrix_x4(b_base + tile_offset<BK>(r, kk * 2 + ((lane >> 3) & 1)), bf[buf][j][0],
-                    bf[buf][j][1], bf[buf][j + 1][0], bf[buf][j + 1][1]);
-      }
-    };
-    load_frags(0, 0);
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {  // k16 steps in increasing k: the fixed order
-      if (kk + 1 < KS) load_frags((kk + 1) & 1, kk + 1);
-#pragma unroll
-      for (int i = 0; i < MI; ++i)
-#pragma unroll
-        for (int j = 0; j < NI; ++j)
-          mma_bf16(acc[i][j], af[kk & 1][i], bf[kk & 1][j][0], bf[kk & 1][j][1]);
-    }
+    mma_stage<BK, MI, NI, TM, TN>(a_base, b_base, wm, wn, lane, acc);
     // Chunk end: out = p_0, then out = out + p_c, exactly as linear_bf16_kernel folds.
     if ((it + 1) % tiles_per_chunk == 0 || it + 1 == total_tiles) {
       const bool first_chunk = it < tiles_per_chunk;
