@@ -1,7 +1,8 @@
 // CPU (or CUDA) decode throughput of a model through the continuous-batching engine (the path
 // `serve` and `generate` use, sampling included): single-stream and batched tokens/s over the
 // decode steps, after a warm-up run. Usage: bench_decode MODEL [--device cpu|cuda] [--tokens N]
-// [--batch B] [--no-batch-invariant] [--load-format dummy] [--enforce-eager] [--host-sampling].
+// [--batch B] [--no-batch-invariant] [--load-format dummy] [--enforce-eager] [--host-sampling]
+// [--no-pdl].
 // Prints one line per configuration.
 #include <chrono>
 #include <cstdio>
@@ -29,6 +30,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--no-batch-invariant")) opt.batch_invariant = false;
     else if (!std::strcmp(argv[i], "--enforce-eager")) opt.cuda_graphs = false;
     else if (!std::strcmp(argv[i], "--host-sampling")) host_sampling = true;
+#ifdef BITEXACT_WITH_CUDA
+    else if (!std::strcmp(argv[i], "--no-pdl")) ops::cuda::set_pdl(false);  // A/B timing only
+#endif
     else if (!std::strcmp(argv[i], "--load-format") && i + 1 < argc) opt.dummy_weights = !std::strcmp(argv[++i], "dummy");
     else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) {
       if (!std::strcmp(argv[++i], "cuda")) {

@@ -17,6 +17,10 @@ void embedding(const ExecContext& ctx, const Tensor& table, const Tensor& ids, T
 void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Tensor& out);
 void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, const Tensor& slots,
                     Tensor& k_cache, Tensor& v_cache);
+void qk_norm_rope_kv_write(const ExecContext& ctx, Tensor& q, Tensor& k, const Tensor& v,
+                           const Tensor* q_norm, const Tensor* k_norm, float eps,
+                           const Tensor& positions, const Tensor& cos_sin, bool interleaved,
+                           const Tensor& slots, Tensor& k_cache, Tensor& v_cache);
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
                const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
@@ -51,4 +55,8 @@ void graph_destroy(void* exec);
 // when this changes.
 uint64_t workspace_epoch();
 void bump_workspace_epoch();
+// Programmatic dependent launch of the forward-pass kernels (pdl.cuh), on by default. Read at
+// launch time, so a CUDA graph keeps the mode it was captured with. Speed only.
+bool pdl_enabled();
+void set_pdl(bool on);
 }  // namespace bitexact::ops::cuda

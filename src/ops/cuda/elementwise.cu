@@ -4,6 +4,7 @@
 // nearest even.
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda {
 namespace {
@@ -14,7 +15,11 @@ unsigned grid_for(int64_t n) {
   return std::max(1u, std::min<unsigned>(ceil_div(n, kThreads), 1u << 20));
 }
 
+// Every kernel here is launched through launch_pdl: the loop waits for the previous kernel
+// first (pdl.cuh).
 #define BITEXACT_GRID_LOOP(i, n)                                            \
+  pdl_wait();                                                               \
+  pdl_launch_dependents();                                                  \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
        i += int64_t(gridDim.x) * blockDim.x)
 
@@ -88,10 +93,10 @@ void rope(const ExecContext& ctx, Tensor& x, const Tensor& positions, const Tens
   check_float("rope", cos_sin);
   const int64_t n = x.dim(0) * x.dim(1) * (x.dim(2) / 2);
   if (n == 0) return;
-  rope_kernel<<<grid_for(n), kThreads, 0, stream_of(ctx)>>>(
-      x.data, x.dtype, x.stride[0], x.stride[1], x.dim(1), x.dim(2), positions.ptr<int32_t>(),
-      cos_sin.data, cos_sin.dtype, cos_sin.stride[0], interleaved, n);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(rope_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream_of(ctx),
+                                 x.data, x.dtype, x.stride[0], x.stride[1], x.dim(1), x.dim(2),
+                                 positions.ptr<int32_t>(), cos_sin.data, cos_sin.dtype,
+                                 cos_sin.stride[0], interleaved, n));
 }
 
 void silu_mul(const ExecContext& ctx, const Tensor& gate_up, Tensor& out) {
@@ -99,9 +104,9 @@ void silu_mul(const ExecContext& ctx, const Tensor& gate_up, Tensor& out) {
   check_float("silu_mul", out);
   const int64_t f = out.dim(1), n = out.dim(0) * f;
   if (n == 0) return;
-  silu_mul_kernel<<<grid_for(n), kThreads, 0, stream_of(ctx)>>>(
-      gate_up.data, gate_up.dtype, gate_up.stride[0], out.data, out.dtype, out.stride[0], f, n);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(silu_mul_kernel, dim3(grid_for(n)), dim3(kThreads), 0,
+                                 stream_of(ctx), gate_up.data, gate_up.dtype, gate_up.stride[0],
+                                 out.data, out.dtype, out.stride[0], f, n));
 }
 
 void embedding(const ExecContext& ctx, const Tensor& table, const Tensor& ids, Tensor& out) {
@@ -109,10 +114,9 @@ void embedding(const ExecContext& ctx, const Tensor& table, const Tensor& ids, T
   check_float("embedding", out);
   const int64_t d = out.dim(1), n = out.dim(0) * d;
   if (n == 0) return;
-  gather_kernel<<<grid_for(n), kThreads, 0, stream_of(ctx)>>>(
-      table.data, table.dtype, table.stride[0], table.dim(0), ids.ptr<int32_t>(), out.data,
-      out.dtype, out.stride[0], d, n);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(
+      gather_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream_of(ctx), table.data, table.dtype,
+      table.stride[0], table.dim(0), ids.ptr<int32_t>(), out.data, out.dtype, out.stride[0], d, n));
 }
 
 void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Tensor& out) {
@@ -120,10 +124,9 @@ void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Te
   check_float("gather_rows", out);
   const int64_t d = out.dim(1), n = out.dim(0) * d;
   if (n == 0) return;
-  gather_kernel<<<grid_for(n), kThreads, 0, stream_of(ctx)>>>(
-      x.data, x.dtype, x.stride[0], x.dim(0), rows.ptr<int32_t>(), out.data, out.dtype,
-      out.stride[0], d, n);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(gather_kernel, dim3(grid_for(n)), dim3(kThreads), 0,
+                                 stream_of(ctx), x.data, x.dtype, x.stride[0], x.dim(0),
+                                 rows.ptr<int32_t>(), out.data, out.dtype, out.stride[0], d, n));
 }
 
 void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, const Tensor& slots,
@@ -137,11 +140,11 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
       unsupported("kv_cache_write", "cache layouts differ");
   const int64_t hkv = k.dim(1), dh = k.dim(2), n = k.dim(0) * hkv * dh;
   if (n == 0) return;
-  kv_write_kernel<<<grid_for(n), kThreads, 0, stream_of(ctx)>>>(
-      k.data, v.data, k.dtype, k.stride[0], k.stride[1], v.stride[0], v.stride[1],
-      slots.ptr<int32_t>(), k_cache.data, v_cache.data, k_cache.dtype, k_cache.dim(1),
-      k_cache.stride[0], k_cache.stride[1], k_cache.stride[2], hkv, dh, n);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(kv_write_kernel, dim3(grid_for(n)), dim3(kThreads), 0,
+                                 stream_of(ctx), k.data, v.data, k.dtype, k.stride[0], k.stride[1],
+                                 v.stride[0], v.stride[1], slots.ptr<int32_t>(), k_cache.data,
+                                 v_cache.data, k_cache.dtype, k_cache.dim(1), k_cache.stride[0],
+                                 k_cache.stride[1], k_cache.stride[2], hkv, dh, n));
 }
 
 }  // namespace bitexact::ops::cuda

@@ -82,8 +82,7 @@ void launch(LinearParams p, cudaStream_t stream) {
   // arithmetic is unchanged.
   dim3 grid = SPLIT ? dim3(unsigned(n_tiles), unsigned(p.S), unsigned(m_tiles))
                     : dim3(unsigned(m_tiles * n_tiles), 1u, 1u);
-  kernel<<<grid, WM * WN * 32, smem, stream>>>(p);
-  LINEAR_CUDA_CHECK(cudaGetLastError());
+  LINEAR_CUDA_CHECK(launch_pdl(kernel, grid, dim3(WM * WN * 32), smem, stream, p));
 }
 
 // Decode-size tiles: BN columns of weights per CTA, one K chunk per CTA when split.

@@ -6,6 +6,8 @@
 #include <cuda_bf16.h>
 #include <cstdint>
 
+#include "ops/cuda/pdl.cuh"
+
 namespace bitexact::ops::cuda::linear_detail {
 
 // THE reduction order (the invariance contract for GEMM, ARCHITECTURE.md rule 3):
@@ -171,10 +173,15 @@ __global__ void __launch_bounds__(WM* WN * 32)
   }
   const int n_local = t_end - t_begin;
 
+  auto load_x = [&](int stage, int t) {
+    load_tile<BM, BK, kThreads>(smem_a + stage * kStageA, p.x, p.ldx, m0, p.M, t * BK, p.K);
+  };
+  auto load_w = [&](int stage, int t) {
+    load_tile<BN, BK, kThreads>(smem_b + stage * kStageB, p.w, p.K, n0, p.N, t * BK, p.K);
+  };
   auto load_stage = [&](int stage, int t) {
-    int k0 = t * BK;
-    load_tile<BM, BK, kThreads>(smem_a + stage * kStageA, p.x, p.ldx, m0, p.M, k0, p.K);
-    load_tile<BN, BK, kThreads>(smem_b + stage * kStageB, p.w, p.K, n0, p.N, k0, p.K);
+    load_x(stage, t);
+    load_w(stage, t);
   };
 
   float acc[MI][NI][4];
@@ -191,9 +198,17 @@ __global__ void __launch_bounds__(WM* WN * 32)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
+  // The first stages' weights stream in before pdl_wait (no kernel of a forward pass writes
+  // weights), overlapping the previous kernel's tail. They join cp.async group 0, so the waits
+  // below still mean "stage s has landed" for every s.
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s)
+    if (s < n_local) load_w(s, t_begin + s);
+  pdl_wait();
+  pdl_launch_dependents();
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < n_local) load_stage(s, t_begin + s);
+    if (s < n_local) load_x(s, t_begin + s);
     cp_async_commit();
   }
 

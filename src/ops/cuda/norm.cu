@@ -4,6 +4,7 @@
 // row's bits never depend on how many rows the batch has.
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda {
 namespace {
@@ -43,6 +44,8 @@ __global__ void __launch_bounds__(kThreads)
                     const W* __restrict__ w,    // [D]
                     T* out, RowLayout ol, int64_t d, float eps) {
   __shared__ float scratch[32];
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t r = blockIdx.x;
   const T* xr = x + xl.offset(r);
   T* res = residual ? residual + rl.offset(r) : nullptr;
@@ -69,21 +72,21 @@ void launch_norm(const ExecContext& ctx, const Tensor& x, Tensor* residual, cons
   RowLayout rl = residual ? row_layout(*residual) : RowLayout{};
   cudaStream_t st = stream_of(ctx);
   const unsigned grid = unsigned(rows);
+  auto go = [&](auto kernel, int threads) {
+    BITEXACT_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(threads), 0, st, xp, row_layout(x), rp,
+                                   rl, w, out.ptr<T>(), row_layout(out), d, eps));
+  };
   switch (norm_threads(d)) {
     case 32:
-      rms_norm_kernel<32><<<grid, 32, 0, st>>>(xp, row_layout(x), rp, rl, w, out.ptr<T>(),
-                                               row_layout(out), d, eps);
+      go(rms_norm_kernel<32, T, W>, 32);
       break;
     case 128:
-      rms_norm_kernel<128><<<grid, 128, 0, st>>>(xp, row_layout(x), rp, rl, w, out.ptr<T>(),
-                                                 row_layout(out), d, eps);
+      go(rms_norm_kernel<128, T, W>, 128);
       break;
     default:
-      rms_norm_kernel<256><<<grid, 256, 0, st>>>(xp, row_layout(x), rp, rl, w, out.ptr<T>(),
-                                                 row_layout(out), d, eps);
+      go(rms_norm_kernel<256, T, W>, 256);
       break;
   }
-  BITEXACT_CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>

@@ -3,6 +3,7 @@
 // over a fixed stride then through a fixed shuffle tree, so a row's bits depend on V alone.
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda {
 namespace {
@@ -14,6 +15,8 @@ __global__ void __launch_bounds__(kThreads)
     log_softmax_kernel(const T* __restrict__ x, int64_t xs, float* __restrict__ out, int64_t os,
                        int64_t v) {
   __shared__ float scratch[32];
+  pdl_wait();
+  pdl_launch_dependents();
   const T* row = x + blockIdx.x * xs;
   float* o = out + blockIdx.x * os;
   float mx = -INFINITY;
@@ -34,17 +37,18 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
   cudaStream_t st = stream_of(ctx);
   switch (logits.dtype) {
     case DType::kBF16:
-      log_softmax_kernel<<<unsigned(rows), kThreads, 0, st>>>(
-          logits.ptr<__nv_bfloat16>(), logits.stride[0], out.ptr<float>(), out.stride[0], v);
+      BITEXACT_CUDA_CHECK(launch_pdl(log_softmax_kernel<__nv_bfloat16>, dim3(unsigned(rows)),
+                                     dim3(kThreads), 0, st, logits.ptr<__nv_bfloat16>(),
+                                     logits.stride[0], out.ptr<float>(), out.stride[0], v));
       break;
     case DType::kF32:
-      log_softmax_kernel<<<unsigned(rows), kThreads, 0, st>>>(logits.ptr<float>(), logits.stride[0],
-                                                              out.ptr<float>(), out.stride[0], v);
+      BITEXACT_CUDA_CHECK(launch_pdl(log_softmax_kernel<float>, dim3(unsigned(rows)),
+                                     dim3(kThreads), 0, st, logits.ptr<float>(), logits.stride[0],
+                                     out.ptr<float>(), out.stride[0], v));
       break;
     default:
       unsupported("log_softmax", "logits must be BF16 or F32");
   }
-  BITEXACT_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace bitexact::ops::cuda

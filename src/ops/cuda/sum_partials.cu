@@ -3,6 +3,7 @@
 // the launch: the order is the part order for every element (tensor-parallel fold).
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda {
 namespace {
@@ -10,6 +11,8 @@ namespace {
 __global__ void sum_partials_kernel(const __nv_bfloat16* __restrict__ p, int64_t parts,
                                     int64_t part, int64_t n_cols, __nv_bfloat16* __restrict__ out,
                                     int64_t ldo) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < part;
        t += int64_t(gridDim.x) * blockDim.x) {
     float acc = __bfloat162float(p[t]);
@@ -27,10 +30,9 @@ void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out) {
   const int64_t part = M * N;
   if (part == 0) return;
   const unsigned grid = std::max(1u, std::min<unsigned>(ceil_div(part, 256), 1u << 16));
-  sum_partials_kernel<<<grid, 256, 0, stream_of(ctx)>>>(
-      static_cast<const __nv_bfloat16*>(partials.data), P, part, N,
-      static_cast<__nv_bfloat16*>(out.data), out.stride[0]);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(sum_partials_kernel, dim3(grid), dim3(256), 0, stream_of(ctx),
+                                 static_cast<const __nv_bfloat16*>(partials.data), P, part, N,
+                                 static_cast<__nv_bfloat16*>(out.data), out.stride[0]));
 }
 
 }  // namespace bitexact::ops::cuda

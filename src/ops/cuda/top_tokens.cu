@@ -3,6 +3,7 @@
 // are unique per column, so the result is the exact top-n whatever the launch shape.
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/top_key.h"
 
 namespace bitexact::ops::cuda {
@@ -13,6 +14,8 @@ __global__ void __launch_bounds__(kThreads)
     top_tokens_kernel(const T* __restrict__ x, int64_t xs, int64_t v, int n, int32_t* __restrict__ ids,
                       float* __restrict__ vals) {
   __shared__ uint64_t warp_best[kThreads / 32];
+  pdl_wait();
+  pdl_launch_dependents();
   const T* row = x + blockIdx.x * xs;
   uint64_t best[kMaxN];  // descending; 0 = empty (every real key, NaN's too, is above 0)
 #pragma unroll
@@ -59,11 +62,13 @@ void launch(const Tensor& x, Tensor& ids, Tensor& vals, cudaStream_t st) {
   const int n = int(ids.dim(1));
   const unsigned rows = unsigned(x.dim(0));
   if (n == 1)
-    top_tokens_kernel<512, 1><<<rows, 512, 0, st>>>(x.ptr<T>(), x.stride[0], x.dim(1), n, ids.ptr<int32_t>(),
-                                                     vals.ptr<float>());
+    BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<512, 1, T>, dim3(rows), dim3(512), 0, st,
+                                   x.ptr<T>(), x.stride[0], x.dim(1), n, ids.ptr<int32_t>(),
+                                   vals.ptr<float>()));
   else
-    top_tokens_kernel<256, kMaxTopTokens><<<rows, 256, 0, st>>>(x.ptr<T>(), x.stride[0], x.dim(1), n,
-                                                                ids.ptr<int32_t>(), vals.ptr<float>());
+    BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<256, kMaxTopTokens, T>, dim3(rows), dim3(256),
+                                   0, st, x.ptr<T>(), x.stride[0], x.dim(1), n,
+                                   ids.ptr<int32_t>(), vals.ptr<float>()));
 }
 
 }  // namespace
@@ -74,7 +79,6 @@ void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& va
     launch<__nv_bfloat16>(x, ids, vals, stream_of(ctx));
   else
     launch<float>(x, ids, vals, stream_of(ctx));
-  BITEXACT_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace bitexact::ops::cuda

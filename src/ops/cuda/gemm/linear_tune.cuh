@@ -31,8 +31,7 @@ void launch_split(LinearParams p, const TuneBuffers& b, cudaStream_t stream) {
   p.partial = b.partial;
   p.counters = b.counters;
   dim3 grid(unsigned((p.N + BN - 1) / BN), unsigned(p.S), unsigned((p.M + BM - 1) / BM));
-  kernel<<<grid, WM * WN * 32, smem, stream>>>(p);
-  LINEAR_CUDA_CHECK(cudaGetLastError());
+  LINEAR_CUDA_CHECK(launch_pdl(kernel, grid, dim3(WM * WN * 32), smem, stream, p));
 }
 
 struct Variant {
