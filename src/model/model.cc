@@ -140,27 +140,31 @@ void Model::run(const DeviceBatch& b, std::span<LayerKv> kv, Workspace& ws) {
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeights& L = w_.layers[l];
     ops::linear(ctx_, hidden, L.wqkv, qkv, tp_plan_rows(TpColumn::kQkv));
-    if (L.q_norm.data) {
-      ops::rms_norm(ctx_, q, L.q_norm, eps, q);
-      ops::rms_norm(ctx_, k, L.k_norm, eps, k);
-    }
-    ops::rope(ctx_, q, b.pos, rope_, c.rope_interleaved);
-    ops::rope(ctx_, k, b.pos, rope_, c.rope_interleaved);
-    ops::kv_cache_write(ctx_, k, v, b.slots, kv[l].k, kv[l].v);
+    // q, k = rope(norm(q, k)) in place (qwen3's q/k norm; llama has none), k and v into the
+    // caches: one kernel on CUDA, the bits of the five ops.
+    const bool qk_norm = L.q_norm.data != nullptr;
+    ops::qk_norm_rope_kv_write(ctx_, q, k, v, qk_norm ? &L.q_norm : nullptr,
+                               qk_norm ? &L.k_norm : nullptr, eps, b.pos, rope_,
+                               c.rope_interleaved, b.slots, kv[l].k, kv[l].v);
     ops::attention(ctx_, q, kv[l].k, kv[l].v, meta, scale, attn3);
     if (tp_) tp_row_parallel(attn, l, false, proj);  // 8 fixed K parts, gathered, folded
     else ops::linear(ctx_, attn, L.wo, proj);
     ops::add_rms_norm(ctx_, resid, proj, L.mlp_norm, eps, hidden);
+    const Tensor& next_norm = l + 1 < w_.layers.size() ? w_.layers[l + 1].attn_norm : w_.final_norm;
+    if (L.is_moe() && !tp_) {
+      // qwen3_moe sparse layer (model/moe.cc); its combine also adds to resid and applies
+      // next_norm (one op with the bits of moe_combine then add_rms_norm)
+      moe_block_add_rms_norm(ctx_, c, L, hidden, ws.moe, resid, next_norm, eps, hidden);
+      continue;
+    }
     if (L.is_moe()) {
-      if (tp_) tp_moe_block(L, l, hidden, ws, proj);  // experts split like the dense MLP
-      else moe_block(ctx_, c, L, hidden, ws.moe, proj);  // qwen3_moe sparse layer (model/moe.cc)
+      tp_moe_block(L, l, hidden, ws, proj);  // experts split like the dense MLP
     } else {
       ops::linear(ctx_, hidden, L.w_gate_up, gate_up, tp_plan_rows(TpColumn::kGateUp));
       ops::silu_mul(ctx_, gate_up, mlp_act);
       if (tp_) tp_row_parallel(mlp_act, l, true, proj);
       else ops::linear(ctx_, mlp_act, L.w_down, proj);
     }
-    const Tensor& next_norm = l + 1 < w_.layers.size() ? w_.layers[l + 1].attn_norm : w_.final_norm;
     ops::add_rms_norm(ctx_, resid, proj, next_norm, eps, hidden);
   }
   if (R == 0) return;

@@ -1,6 +1,7 @@
 // The qwen3_moe sparse block (see moe.h). Matches transformers' Qwen3MoeSparseMoeBlock: softmax
 // over the router logits in f32, top-k, optional renormalisation, SwiGLU experts, and the
-// weighted sum of the k expert outputs (here in slot order with one f32 accumulator).
+// weighted sum of the k expert outputs (here in slot order with one f32 accumulator), fused with
+// the residual add and RMSNorm that follow the block in the decoder layer.
 #include "model/moe.h"
 
 namespace bitexact::model {
@@ -21,8 +22,9 @@ bool MoeWorkspace::ensure(const io::ModelConfig& c, Device dev, int n_tokens) {
   return true;
 }
 
-void moe_block(const ops::ExecContext& ctx, const io::ModelConfig& c, const LayerWeights& L,
-               const Tensor& x, MoeWorkspace& ws, Tensor& out) {
+void moe_block_add_rms_norm(const ops::ExecContext& ctx, const io::ModelConfig& c,
+                            const LayerWeights& L, const Tensor& x, MoeWorkspace& ws,
+                            Tensor& residual, const Tensor& norm, float eps, Tensor& out) {
   const int64_t M = x.dim(0), E = c.num_experts, k = c.num_experts_per_tok;
   const int64_t I = c.moe_intermediate_size, H = c.hidden_size;
   const DType act = x.dtype;
@@ -39,7 +41,8 @@ void moe_block(const ops::ExecContext& ctx, const io::ModelConfig& c, const Laye
   ops::moe_linear(ctx, x, L.experts_gate_up, r, gate_up);  // every slot reads its token's row
   ops::silu_mul(ctx, gate_up, h);
   ops::moe_linear(ctx, h, L.experts_down, r, y);
-  ops::moe_combine(ctx, y, r, out);
+  // Last: out may alias x.
+  ops::moe_combine_add_rms_norm(ctx, y, r, residual, norm, eps, out);
 }
 
 }  // namespace bitexact::model

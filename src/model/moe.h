@@ -1,5 +1,6 @@
 // The qwen3_moe sparse block over the op interface: router linear, routing, grouped expert
-// GEMMs (gate_up, SwiGLU, down) and the slot-ordered combine, with its activation buffers.
+// GEMMs (gate_up, SwiGLU, down) and the slot-ordered combine fused with the residual add and
+// RMSNorm after the block, with its activation buffers.
 // Every step is row-invariant (ops.h, MoE section), so a token's block output is a function of
 // its own hidden state and the weights, whatever the other tokens of the batch chose.
 #pragma once
@@ -26,8 +27,12 @@ struct MoeWorkspace {
   bool ensure(const io::ModelConfig& c, Device dev, int n_tokens);
 };
 
-// out[M, H] = the sparse block of layer L applied to x[M, H] (x: the post-attention norm).
-void moe_block(const ops::ExecContext& ctx, const io::ModelConfig& c, const LayerWeights& L,
-               const Tensor& x, MoeWorkspace& ws, Tensor& out);
+// The sparse block of layer L on x[M, H] (x: the post-attention norm), added to residual[M, H],
+// then out = rms_norm(residual, norm, eps): the bits of the block's output (moe_combine) followed
+// by add_rms_norm, with the combine, the add and the norm in one op
+// (ops::moe_combine_add_rms_norm). out may alias x (x is read before the last op only).
+void moe_block_add_rms_norm(const ops::ExecContext& ctx, const io::ModelConfig& c,
+                            const LayerWeights& L, const Tensor& x, MoeWorkspace& ws,
+                            Tensor& residual, const Tensor& norm, float eps, Tensor& out);
 
 }  // namespace bitexact::model

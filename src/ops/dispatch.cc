@@ -124,6 +124,36 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
   BITEXACT_DISPATCH(kv_cache_write, ctx, k, v, slots, k_cache, v_cache);
 }
 
+void qk_norm_rope_kv_write(const ExecContext& ctx, Tensor& q, Tensor& k, const Tensor& v,
+                           const Tensor* q_norm, const Tensor* k_norm, float eps,
+                           const Tensor& positions, const Tensor& cos_sin, bool interleaved,
+                           const Tensor& slots, Tensor& k_cache, Tensor& v_cache) {
+  const char* op = "qk_norm_rope_kv_write";
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&q, &k, &v}) {
+    expect(t->ndim == 3 && t->stride[2] == 1, op,
+           "q, k, v must be [M, heads, Dh] with contiguous Dh, got " + t->shape_str());
+    expect_activation(ctx, *t, op, "q, k, v");
+  }
+  const int64_t M = q.dim(0), Hkv = k.dim(1), Dh = q.dim(2);
+  expect(q.dtype == k.dtype && k.dtype == v.dtype, op, "q, k, v must share one dtype");
+  expect(k.dim(0) == M && v.dim(0) == M && v.dim(1) == Hkv && k.dim(2) == Dh && v.dim(2) == Dh,
+         op, "shapes q" + q.shape_str() + " k" + k.shape_str() + " v" + v.shape_str());
+  expect(Dh % 2 == 0, op, "head_dim must be even");
+  for (const Tensor* w : {q_norm, k_norm})
+    if (w)
+      expect(w->numel() == Dh && w->device == ctx.device, op,
+             "norm weight must be [Dh] on the op's device");
+  expect(cos_sin.ndim == 2 && cos_sin.dim(1) == Dh, op, "cos_sin width != head_dim");
+  expect(positions.dtype == DType::kI32 && positions.numel() == M, op, "positions must be I32 [M]");
+  expect(slots.dtype == DType::kI32 && slots.numel() == M, op, "slots must be I32 [M]");
+  expect(k_cache.ndim == 4 && v_cache.ndim == 4 && k_cache.dim(2) == Hkv && k_cache.dim(3) == Dh,
+         op, "caches must be [blocks, block_size, Hkv, Dh], got " + k_cache.shape_str());
+  for (int i = 0; i < 4; ++i)
+    expect(k_cache.dim(i) == v_cache.dim(i), op, "k and v caches differ in shape");
+  BITEXACT_DISPATCH(qk_norm_rope_kv_write, ctx, q, k, v, q_norm, k_norm, eps, positions, cos_sin,
+                    interleaved, slots, k_cache, v_cache);
+}
+
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
                const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out) {
   expect(q.ndim == 3 && out.ndim == 3 && k_cache.ndim == 4, "attention", "ranks");
@@ -215,6 +245,27 @@ void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& rout
              out.dim(0) == routing.expert_ids.dim(0) && out.dim(1) == y.dim(1), "moe_combine",
          "shapes y" + y.shape_str() + " out" + out.shape_str() + ": y must be [M*k, H], out [M, H]");
   BITEXACT_DISPATCH(moe_combine, ctx, y, routing, out);
+}
+
+void moe_combine_add_rms_norm(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing,
+                              Tensor& residual, const Tensor& weight, float eps, Tensor& out) {
+  const char* op = "moe_combine_add_rms_norm";
+  expect_rows(y, op, "y");
+  expect_rows(residual, op, "residual");
+  expect_rows(out, op, "out");
+  expect_activation(ctx, y, op, "y");
+  expect_activation(ctx, residual, op, "residual");
+  expect_activation(ctx, out, op, "out");
+  check_routing(ctx, routing, op);
+  const int64_t M = routing.expert_ids.dim(0);
+  expect(y.ndim == 2 && residual.ndim == 2 && out.ndim == 2 &&
+             y.dim(0) == routing.expert_ids.numel() && residual.dim(0) == M && out.dim(0) == M &&
+             residual.dim(1) == y.dim(1) && out.dim(1) == y.dim(1), op,
+         "shapes y" + y.shape_str() + " residual" + residual.shape_str() + " out" +
+             out.shape_str() + ": y must be [M*k, H], residual and out [M, H]");
+  expect(weight.numel() == y.dim(1) && weight.device == ctx.device, op,
+         "weight must hold H elements on the op's device");
+  BITEXACT_DISPATCH(moe_combine_add_rms_norm, ctx, y, routing, residual, weight, eps, out);
 }
 
 void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset) {

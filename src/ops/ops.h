@@ -82,6 +82,18 @@ void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Te
 void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, const Tensor& slots,
                     Tensor& k_cache, Tensor& v_cache);
 
+// The attention preamble of a layer as one op (one kernel on CUDA): exactly
+//   rms_norm(q, *q_norm) in place; rms_norm(k, *k_norm) in place (each skipped when nullptr:
+//   llama has no q/k norm); rope(q); rope(k); kv_cache_write(k, v, slots)
+// with the same bits as those five ops, including the rounding of the normed q and k to the
+// activation dtype before the rotation. q[M,Hq,Dh], k and v [M,Hkv,Dh] (strided rows allowed,
+// e.g. views into the fused qkv row); q_norm, k_norm [Dh]; the rest as for rope and
+// kv_cache_write. q and k end normed and rotated (attention reads q from there).
+void qk_norm_rope_kv_write(const ExecContext& ctx, Tensor& q, Tensor& k, const Tensor& v,
+                           const Tensor* q_norm, const Tensor* k_norm, float eps,
+                           const Tensor& positions, const Tensor& cos_sin, bool interleaved,
+                           const Tensor& slots, Tensor& k_cache, Tensor& v_cache);
+
 // out[M,Hq,Dh] = softmax(q k^T * scale) v over keys [0, pos] of the token's sequence, GQA with
 // Hq / Hkv query heads per KV head. See kAttentionChunk for the reduction order.
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
@@ -127,6 +139,12 @@ void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
 // out[m, :] = sum over s = 0..k-1, in slot order, of weights[m, s] * y[m*k + s, :]: one f32
 // accumulator per element (fma), rounded to out's dtype once. y: [M*k, H], out: [M, H].
 void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);
+
+// moe_combine(y, routing) rounded to the activation dtype, then add_rms_norm(residual, that,
+// weight, eps, out): the same bits as the two ops, in one pass (one kernel on CUDA). The sparse
+// block's last step fused with the residual add and the next layer's norm. residual, out: [M, H].
+void moe_combine_add_rms_norm(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing,
+                              Tensor& residual, const Tensor& weight, float eps, Tensor& out);
 
 // t[i] = offset + scale * (2u - 1), u uniform in [0,1) from Philox(seed, i): dummy weights
 // (`--load-format dummy`), the same values on every device. t must be contiguous.

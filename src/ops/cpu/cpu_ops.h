@@ -17,6 +17,10 @@ void embedding(const ExecContext& ctx, const Tensor& table, const Tensor& ids, T
 void gather_rows(const ExecContext& ctx, const Tensor& x, const Tensor& rows, Tensor& out);
 void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, const Tensor& slots,
                     Tensor& k_cache, Tensor& v_cache);
+void qk_norm_rope_kv_write(const ExecContext& ctx, Tensor& q, Tensor& k, const Tensor& v,
+                           const Tensor* q_norm, const Tensor* k_norm, float eps,
+                           const Tensor& positions, const Tensor& cos_sin, bool interleaved,
+                           const Tensor& slots, Tensor& k_cache, Tensor& v_cache);
 void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
                const Tensor& v_cache, const AttentionMeta& meta, float scale, Tensor& out);
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
@@ -27,6 +31,8 @@ void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_to
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
                 const MoeRouting& routing, Tensor& y);
 void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);
+void moe_combine_add_rms_norm(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing,
+                              Tensor& residual, const Tensor& weight, float eps, Tensor& out);
 void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset);
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
 void synchronize(const ExecContext& ctx);

@@ -3,6 +3,7 @@
 // combine. The expert GEMM gathers each expert's rows and runs cpu::linear on them, whose
 // elements are each one dot() in simd.h's fixed order: a row's bits cannot depend on how many
 // rows shared its expert (in invariant mode; the non-invariant mode splits K for small groups).
+// moe_combine_add_rms_norm adds each combined row to the residual as add_rms_norm does.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "core/thread_pool.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/rows.h"
 #include "ops/cpu/simd.h"
 #include "ops/top_key.h"
 
@@ -160,6 +162,26 @@ void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& rout
       }
     }
   });
+}
+
+// The combine added to the residual element by element, exactly as add_rms_norm adds its x (the
+// combine is f32 here, so there is no rounding between), then cpu::rms_norm of the residual.
+void moe_combine_add_rms_norm(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing,
+                              Tensor& residual, const Tensor& weight, float eps, Tensor& out) {
+  const int64_t M = residual.dim(0), H = residual.dim(1), k = routing.expert_ids.dim(1);
+  const float* weights = routing.weights.ptr<float>();
+  pool_of(ctx).parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      float* res = row_ptr<float>(residual, m);
+      for (int64_t h = 0; h < H; ++h) {
+        float acc = 0.0f;  // moe_combine's fma sequence
+        for (int64_t s = 0; s < k; ++s)
+          acc = std::fma(weights[m * k + s], y.ptr<float>()[(m * k + s) * y.stride[0] + h], acc);
+        res[h] += acc;
+      }
+    }
+  });
+  cpu::rms_norm(ctx, residual, weight, eps, out);
 }
 
 }  // namespace bitexact::ops::cpu

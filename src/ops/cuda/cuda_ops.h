@@ -31,6 +31,8 @@ void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_to
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
                 const MoeRouting& routing, Tensor& y);
 void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);
+void moe_combine_add_rms_norm(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing,
+                              Tensor& residual, const Tensor& weight, float eps, Tensor& out);
 void fill_uniform(const ExecContext& ctx, Tensor& t, uint64_t seed, float scale, float offset);
 void copy(const ExecContext& ctx, const Tensor& src, Tensor& dst);
 void synchronize(const ExecContext& ctx);

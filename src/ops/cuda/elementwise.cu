@@ -36,8 +36,10 @@ __global__ void rope_kernel(void* x, DType xt, int64_t s0, int64_t s1, int64_t h
     const int64_t a = row + (interleaved ? 2 * i : i),
                   b = row + (interleaved ? 2 * i + 1 : i + half);
     const float x1 = load_any(x, xt, a), x2 = load_any(x, xt, b);
-    store_any(x, xt, a, x1 * c - x2 * s);
-    store_any(x, xt, b, x2 * c + x1 * s);
+    // The contraction ptxas chose for `x1 * c - x2 * s` and `x2 * c + x1 * s`, written out so
+    // the fused attention preamble (attention_prep.cu) can use the very same operations.
+    store_any(x, xt, a, __fmaf_rn(x1, c, -__fmul_rn(x2, s)));
+    store_any(x, xt, b, __fmaf_rn(x1, s, __fmul_rn(x2, c)));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/gemm/wgmma_launch.cuh"
 #include "ops/cuda/linear_cuda.cuh"
 #include "ops/cuda/linear_kernel.cuh"
 
@@ -124,6 +125,7 @@ const char* linear_path_name(LinearPath path) {
     case LinearPath::kMedium: return "medium";
     case LinearPath::kLarge: return "large";
     case LinearPath::kSmallWide: return "small_wide";
+    case LinearPath::kWgmma: return "wgmma";
   }
   return "?";
 }
@@ -133,6 +135,11 @@ LinearPath linear_auto_path(int64_t M, int64_t N, int64_t K) {
   // every path at every size). Thresholds fitted to bench_gemm --paths on the H100
   // (docs/notes/gemm.md, v3).
   const LinearPlan plan = linear_plan(N, K);
+  // Hopper wgmma + TMA tiles: 2-3x the mma.sync tiles' throughput once the tensor cores bind
+  // (M >= 128), and ahead from M = 32 when N gives >= 32 column tiles of 128, or from M = 64 for
+  // N >= 2048 with short K (split-K mma.sync still wins at long K there). H100, gemm.md v4.
+  if (M >= 128 || (M >= 32 && N >= 4096) || (M >= 64 && N >= 2048 && K <= 2048))
+    return LinearPath::kWgmma;
   const int64_t n64 = ceil_div(N, 64);
   const int64_t large_ctas = ceil_div(M, 128) * ceil_div(N, 128);
   const int64_t medium_ctas = ceil_div(M, 64) * ceil_div(N, 128);
@@ -218,6 +225,7 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
     }
     case LinearPath::kMedium: launch<64, 128, 64, 2, 2, 3, false>(p, stream); break;
     case LinearPath::kLarge: launch<128, 128, 64, 2, 4, 4, false>(p, stream); break;
+    case LinearPath::kWgmma: launch_wgmma(p, stream); break;
     case LinearPath::kAuto: break;
   }
 }

@@ -38,6 +38,7 @@ enum class LinearPath {
   kMedium,      // BM 64, BN 128, fused
   kLarge,       // BM 128, BN 128, fused
   kSmallWide,   // BM 32/64 by M, BN 128, 8 warps, split when S > 1
+  kWgmma,       // Hopper wgmma + TMA, BM 64/128 x BN 64..256 by shape, fused (gemm/wgmma_*)
 };
 const char* linear_path_name(LinearPath path);
 // The path kAuto takes for this shape (for logs and benches).

@@ -2,6 +2,8 @@
 // One CTA per row; the block size is a function of the row length D alone, and each thread sums
 // squares over fixed groups of 8 elements before a fixed shuffle tree (cuda_common.cuh), so a
 // row's bits never depend on how many rows the batch has.
+#include <type_traits>
+
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/pdl.cuh"
@@ -62,6 +64,75 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The same arithmetic as rms_norm_kernel for bf16 rows whose D is a multiple of 8 and whose
+// rows start on 16-byte boundaries, with the row held in registers: the weights are read before
+// pdl_wait (they overlap the previous kernel), x and the residual with one 16-byte load per
+// 8-element group, and nothing is read twice. Thread t still takes groups t, t+T, ... and adds
+// their elements in ascending order, then block_sum: equal bits to rms_norm_kernel.
+template <int kThreads, int kGroups, typename W>
+__global__ void __launch_bounds__(kThreads)
+    rms_norm_vec_kernel(const __nv_bfloat16* x, RowLayout xl, __nv_bfloat16* residual, RowLayout rl,
+                        const W* __restrict__ w, __nv_bfloat16* out, RowLayout ol, int64_t d,
+                        float eps) {
+  using bf16 = __nv_bfloat16;
+  __shared__ float scratch[32];
+  float wv[kGroups][8];
+#pragma unroll
+  for (int gi = 0; gi < kGroups; ++gi) {
+    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) wv[gi][j] = g * 8 < d ? to_f32(w[g * 8 + j]) : 0.0f;
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.x;
+  const bf16* xr = x + xl.offset(r);
+  bf16* res = residual ? residual + rl.offset(r) : nullptr;
+  float v[kGroups][8];
+  float acc = 0.0f;
+#pragma unroll
+  for (int gi = 0; gi < kGroups; ++gi) {
+    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+    if (g * 8 >= d) break;
+    uint4 xp = *reinterpret_cast<const uint4*>(xr + g * 8);
+    const bf16* xe = reinterpret_cast<const bf16*>(&xp);
+    if (res != nullptr) {
+      uint4 rp = *reinterpret_cast<const uint4*>(res + g * 8);
+      bf16* re = reinterpret_cast<bf16*>(&rp);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        re[j] = from_f32<bf16>(to_f32(re[j]) + to_f32(xe[j]));
+        v[gi][j] = to_f32(re[j]);
+        acc = fmaf(v[gi][j], v[gi][j], acc);
+      }
+      *reinterpret_cast<uint4*>(res + g * 8) = rp;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        v[gi][j] = to_f32(xe[j]);
+        acc = fmaf(v[gi][j], v[gi][j], acc);
+      }
+    }
+  }
+  const float ss = block_sum<kThreads>(acc, scratch);
+  const float inv = 1.0f / sqrtf(ss / float(d) + eps);
+  bf16* o = out + ol.offset(r);
+#pragma unroll
+  for (int gi = 0; gi < kGroups; ++gi) {
+    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+    if (g * 8 >= d) break;
+    uint4 op;
+    bf16* oe = reinterpret_cast<bf16*>(&op);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) oe[j] = from_f32<bf16>(wv[gi][j] * (v[gi][j] * inv));
+    *reinterpret_cast<uint4*>(o + g * 8) = op;
+  }
+}
+
+bool rows_aligned16(const void* base, const RowLayout& l) {
+  return reinterpret_cast<uintptr_t>(base) % 16 == 0 && l.stride0 % 8 == 0 && l.stride1 % 8 == 0;
+}
+
 template <typename T, typename W>
 void launch_norm(const ExecContext& ctx, const Tensor& x, Tensor* residual, const W* w, float eps,
                  Tensor& out) {
@@ -72,6 +143,33 @@ void launch_norm(const ExecContext& ctx, const Tensor& x, Tensor* residual, cons
   RowLayout rl = residual ? row_layout(*residual) : RowLayout{};
   cudaStream_t st = stream_of(ctx);
   const unsigned grid = unsigned(rows);
+  const int threads = norm_threads(d);
+  const int64_t groups = (d / 8 + threads - 1) / threads;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (d % 8 == 0 && groups <= 4 && rows_aligned16(xp, row_layout(x)) &&
+        rows_aligned16(out.data, row_layout(out)) && (rp == nullptr || rows_aligned16(rp, rl))) {
+      auto vec = [&](auto kernel) {
+        BITEXACT_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(threads), 0, st, xp,
+                                       row_layout(x), rp, rl, w, out.ptr<T>(), row_layout(out), d,
+                                       eps));
+      };
+      auto by_groups = [&](auto threads_c) {
+        constexpr int kT = decltype(threads_c)::value;
+        switch (groups) {
+          case 1: vec(rms_norm_vec_kernel<kT, 1, W>); break;
+          case 2: vec(rms_norm_vec_kernel<kT, 2, W>); break;
+          case 3: vec(rms_norm_vec_kernel<kT, 3, W>); break;
+          default: vec(rms_norm_vec_kernel<kT, 4, W>); break;
+        }
+      };
+      switch (threads) {
+        case 32: by_groups(std::integral_constant<int, 32>{}); break;
+        case 128: by_groups(std::integral_constant<int, 128>{}); break;
+        default: by_groups(std::integral_constant<int, 256>{}); break;
+      }
+      return;
+    }
+  }
   auto go = [&](auto kernel, int threads) {
     BITEXACT_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(threads), 0, st, xp, row_layout(x), rp,
                                    rl, w, out.ptr<T>(), row_layout(out), d, eps));

@@ -1,6 +1,7 @@
 // CUDA top_tokens: one CTA per row. Each thread keeps its n best keys (ops/top_key.h) of a
 // strided slice in registers, then n rounds of a block-wide max pop the winners in order. Keys
-// are unique per column, so the result is the exact top-n whatever the launch shape.
+// are unique per column, so the result is the exact top-n whatever the launch shape or the order
+// in which a thread scans its slice.
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/pdl.cuh"
@@ -21,9 +22,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int j = 0; j < kMaxN; ++j) best[j] = 0;
   uint64_t floor_key = 0;  // best[n-1]: a key must beat it to enter
-  for (int64_t i = threadIdx.x; i < v; i += kThreads) {
-    uint64_t k = top_key(to_f32(row[i]), int32_t(i));
-    if (k <= floor_key) continue;
+  auto consider = [&](float val, int64_t i) {
+    uint64_t k = top_key(val, int32_t(i));
+    if (k <= floor_key) return;
 #pragma unroll
     for (int j = 0; j < kMaxN; ++j)  // insertion by bubbling: indices stay compile-time
       if (j < n && k > best[j]) {
@@ -34,7 +35,36 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < kMaxN; ++j)
       if (j == n - 1) floor_key = best[j];
+  };
+  // The top-n of unique keys is a function of the set of (value, column) pairs, so the scan
+  // order is free: bf16 rows on 16-byte boundaries are read 8 values per load, kUnroll loads in
+  // flight per thread (a greedy step's logits row is ~300 KB; scalar loads left it latency-bound).
+  int64_t done = 0;
+  if constexpr (sizeof(T) == 2) {
+    if (reinterpret_cast<uintptr_t>(row) % 16 == 0) {
+      constexpr int kUnroll = 4;
+      const uint4* row8 = reinterpret_cast<const uint4*>(row);
+      const int64_t groups = v / 8;
+      for (int64_t g0 = threadIdx.x; g0 < groups; g0 += int64_t(kThreads) * kUnroll) {
+        uint4 pack[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t g = g0 + int64_t(u) * kThreads;
+          pack[u] = g < groups ? __ldg(row8 + g) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t g = g0 + int64_t(u) * kThreads;
+          if (g >= groups) break;
+          const T* e = reinterpret_cast<const T*>(&pack[u]);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) consider(to_f32(e[j]), g * 8 + j);
+        }
+      }
+      done = groups * 8;
+    }
   }
+  for (int64_t i = done + threadIdx.x; i < v; i += kThreads) consider(to_f32(row[i]), i);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int round = 0; round < n; ++round) {
     const uint64_t w = warp_max_key(best[0]);

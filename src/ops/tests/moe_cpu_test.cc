@@ -1,7 +1,8 @@
 // CPU mixture-of-experts ops against naive double-precision references (tolerances stated per
 // op), the routing tie-break, the grouping layout, and bitwise row invariance of the expert
 // block: a token routed and computed alone equals the same token inside batches of 2..40 (and
-// the non-invariant mode, which splits K for small expert groups, is seen to break it).
+// the non-invariant mode, which splits K for small expert groups, is seen to break it), and the
+// combine fused with the residual add and RMSNorm against the two ops.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -201,6 +202,41 @@ TEST(MoeCpu, CombineMatchesDoubleReference) {
       worst = std::max(worst, std::abs(out[m * H + h] - s) / mag);
     }
   EXPECT_LT(worst, 1e-6);  // k = 3 f32 fmas
+}
+
+// The fused op == moe_combine then add_rms_norm, bit for bit (output and residual), with
+// residual rows at a stride wider than H and norm weights in f32 and bf16.
+TEST(MoeCpu, CombineAddRmsNormEqualsTheTwoOps) {
+  ExecContext ctx;
+  for (auto [M, E, k, H] : {std::tuple{7, 5, 3, 33}, {1, 16, 8, 64}, {40, 8, 2, 96}}) {
+    auto logits = randn(size_t(M * E), 12);
+    Routing r(M, k, E);
+    moe_route(ctx, view2(logits, M, E), true, r.r);
+    auto y = randn(size_t(M * k * H), 13);
+    const int64_t stride = H + 3;
+    const auto res0 = randn(size_t(M * stride), 14, 4.0f);
+    auto w = randn(size_t(H), 15);
+    std::vector<uint16_t> wb(w.size());
+    for (size_t i = 0; i < w.size(); ++i) wb[i] = f32_to_bf16(w[i]);
+    const Tensor weights[] = {Tensor::view(w.data(), DType::kF32, {H}),
+                              Tensor::view(wb.data(), DType::kBF16, {H})};
+    for (const Tensor& wt : weights) {
+      std::vector<float> res_a = res0, res_b = res0, combined(size_t(M * H));
+      std::vector<float> out_a(size_t(M * H), NAN), out_b(size_t(M * H), NAN);
+      auto rows = [&](std::vector<float>& v) {
+        Tensor t = Tensor::view(v.data(), DType::kF32, {M, H});
+        t.stride[0] = stride;
+        return t;
+      };
+      Tensor ra = rows(res_a), rb = rows(res_b), tc = view2(combined, M, H);
+      Tensor oa = view2(out_a, M, H), ob = view2(out_b, M, H);
+      moe_combine(ctx, view2(y, M * k, H), r.r, tc);
+      add_rms_norm(ctx, ra, tc, wt, 1e-6f, oa);
+      moe_combine_add_rms_norm(ctx, view2(y, M * k, H), r.r, rb, wt, 1e-6f, ob);
+      EXPECT_EQ(0, std::memcmp(out_a.data(), out_b.data(), out_a.size() * 4)) << M << " tokens";
+      EXPECT_EQ(0, std::memcmp(res_a.data(), res_b.data(), res_a.size() * 4)) << M << " tokens";
+    }
+  }
 }
 
 TEST(MoeCpu, Bf16ExpertWeightsEqualF32OfSameValues) {

@@ -2,6 +2,7 @@
 // on every Qwen3 weight shape and M in 1..4096, with the copy and matmul ceilings measured in the
 // same run. Usage: bench_gemm [OUT_PREFIX] [--paths] [--tune] [--only SHAPE] [--m M]  (writes OUT_PREFIX.csv, .md, and
 // with --tune OUT_PREFIX_tune.csv: decode-size split-K variants, see gemm/linear_tune.cuh).
+// --paths adds csv rows for every forced path and, at M >= 32, every wgmma tile (wgmma_<tile>).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -14,6 +15,7 @@
 
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/gemm/linear_tune.cuh"
+#include "ops/cuda/gemm/wgmma_launch.cuh"
 #include "ops/cuda/linear_cuda.cuh"
 
 using namespace bitexact;
@@ -204,13 +206,42 @@ int main(int argc, char** argv) {
                    (long long)M, path, ours, lt, speed, floor_us, 100 * floor_us / ours);
       if (all_paths) {  // every forced path, to tune linear_auto_path (bits are equal anyway)
         for (LinearPath p : {LinearPath::kSmallSplit, LinearPath::kSmallFused,
-                             LinearPath::kMedium, LinearPath::kLarge, LinearPath::kSmallWide}) {
-          if (p != LinearPath::kMedium && p != LinearPath::kLarge && M > 512)
-            continue;
+                             LinearPath::kMedium, LinearPath::kLarge, LinearPath::kSmallWide,
+                             LinearPath::kWgmma}) {
+          // The mma.sync paths never win past M = 512 (the wgmma path does, docs/notes/gemm.md).
+          if (p != LinearPath::kWgmma && M > 512) continue;
+          if (p == LinearPath::kWgmma && M < 16) continue;
           double t = run(p, true);
           std::fprintf(csv, "%s,%lld,%lld,%lld,%d,%d,forced_%s,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n",
                        s.name, (long long)s.N, (long long)s.K, (long long)M, plan.kc, plan.S,
                        linear_path_name(p), t, lt, lt / t, floor_us, floor_us / t, floor_us / lt);
+        }
+      }
+      if (all_paths && M >= 32) {  // every wgmma tile (bits equal by linear_wgmma_test)
+        for (WgmmaTile tile :
+             {WgmmaTile::k128x128, WgmmaTile::k128x256, WgmmaTile::k64x128, WgmmaTile::k128x64,
+              WgmmaTile::k128x192, WgmmaTile::k128x256c2, WgmmaTile::k128x192c2,
+              WgmmaTile::k128x128c2}) {
+          const bool wide = tile == WgmmaTile::k128x256 || tile == WgmmaTile::k128x256c2;
+          const bool narrow = tile == WgmmaTile::k64x128 || tile == WgmmaTile::k128x64;
+          if ((wide && plan.S > 1) || (narrow && M >= 1024)) continue;
+          double t = time_graph(stream, [&](int i) {
+            LinearParams p{};
+            p.x = static_cast<const __nv_bfloat16*>(x);
+            p.w = static_cast<const __nv_bfloat16*>(ws[i % n_buf]);
+            p.y = static_cast<__nv_bfloat16*>(y);
+            p.ldx = s.K;
+            p.ldy = s.N;
+            p.M = int(M);
+            p.N = int(s.N);
+            p.K = int(s.K);
+            p.kc = plan.kc;
+            p.S = plan.S;
+            launch_wgmma(p, stream, tile);
+          });
+          std::fprintf(csv, "%s,%lld,%lld,%lld,%d,%d,wgmma_%s,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n",
+                       s.name, (long long)s.N, (long long)s.K, (long long)M, plan.kc, plan.S,
+                       wgmma_tile_name(tile), t, lt, lt / t, floor_us, floor_us / t, floor_us / lt);
         }
       }
       std::fflush(csv);

@@ -11,7 +11,7 @@ namespace {
 
 const LinearPath kAllPaths[] = {LinearPath::kAuto, LinearPath::kSmallSplit,
                                 LinearPath::kSmallFused, LinearPath::kMedium, LinearPath::kLarge,
-                                LinearPath::kSmallWide};
+                                LinearPath::kSmallWide, LinearPath::kWgmma};
 
 std::vector<float> to_f32(const std::vector<uint16_t>& v) {
   std::vector<float> out(v.size());

@@ -45,7 +45,8 @@ struct Fixture {
 TEST(LinearInvariance, RowBlocksEqualSmallerProductsOnEveryPath) {
   const std::vector<int64_t> ms = sweep_ms();
   const LinearPath forced[] = {LinearPath::kSmallSplit, LinearPath::kSmallFused,
-                               LinearPath::kMedium, LinearPath::kLarge, LinearPath::kSmallWide};
+                               LinearPath::kMedium, LinearPath::kLarge, LinearPath::kSmallWide,
+                               LinearPath::kWgmma};
   uint64_t salt = 100;
   for (const Shape& s : all_shapes()) {
     Fixture f(s, salt++);
@@ -65,7 +66,8 @@ TEST(LinearInvariance, RowBlocksEqualSmallerProductsOnEveryPath) {
       count_diff_async(f.y_full.u16(), s.N, f.y.u16(), s.N, m, s.N, cnt + labels.size());
       labels.emplace_back(linear_detail::linear_path_name(path), m);
     };
-    check(kFullM, LinearPath::kMedium);  // two large-M paths at full size
+    check(kFullM, LinearPath::kMedium);  // the other large-M paths at full size
+    check(kFullM, LinearPath::kWgmma);
     for (int64_t m : ms) {
       check(m, LinearPath::kAuto);
       if (all_paths_at(m))

@@ -3,8 +3,12 @@
 // element within a stated tolerance of the CPU, and every row bit-equal to ops::cuda::linear of
 // that row alone with its expert's matrix, on both tile heights), the combine, the whole expert
 // block bitwise alone vs in batches (and not so in non-invariant mode), and CUDA-graph replay.
+// Also bitwise: the one-launch routing vs the two-launch one vs the previous routing kernel, and
+// moe_combine_add_rms_norm vs moe_combine then add_rms_norm.
 #include <algorithm>
 
+#include "ops/cuda/moe_route.h"
+#include "ops/cuda/tests/moe_route_v0.cuh"
 #include "ops/cuda/tests/ops_test_util.cuh"
 
 namespace bitexact::ops::cuda::test {
@@ -97,6 +101,120 @@ TEST_F(CudaMoe, RouteMatchesCpu) {
   }
 }
 
+// One routing on one path: ids, weights and the whole groups tensor as bytes (unwritten entries
+// keep the poison, so the two paths must also leave the same entries alone).
+struct RouteBits {
+  std::vector<uint8_t> ids, weights, groups;
+};
+RouteBits route_bits(const Tensor& logits, int64_t k, bool norm, MoeRoutePath path) {
+  Routing r(logits.dim(0), k, logits.dim(1));
+  moe_route_path(gpu_ctx(), logits, norm, r.dev, path);
+  return {download_bytes(r.ids.t), download_bytes(r.weights.t), download_bytes(r.groups.t)};
+}
+
+// The one-launch path (route + group in one CTA) against the two-launch path, for every batch
+// size it takes: ids, weights and groups bit for bit. Both against the routing kernel as it was
+// (moe_route_v0.cuh), and every token against itself routed alone. bf16 logits on the 1/4 grid
+// (ties everywhere; token 0 all equal), f32 logits continuous.
+TEST_F(CudaMoe, FusedRouteEqualsSplitRouteAndPreviousKernel) {
+  std::mt19937_64 rng(test_seed("moe route paths"));
+  const int64_t kMaxM = 64;
+  for (const int64_t E : {8, 64, 128, 256})
+    for (const int64_t k : {2, 8})
+      for (const DType dt : {DType::kBF16, DType::kF32}) {
+        std::vector<float> logits = dt == DType::kBF16
+                                        ? grid_logits(rng, size_t(kMaxM * E))
+                                        : random_floats(rng, size_t(kMaxM * E), -6.f, 6.f);
+        if (dt == DType::kBF16) std::fill(logits.begin(), logits.begin() + E, 0.5f);
+        auto gl = upload(logits, dt, {kMaxM, E});
+        std::vector<uint8_t> v0_ids[2], v0_w[2], alone_ids[2][kMaxM], alone_w[2][kMaxM];
+        for (const bool norm : {false, true}) {
+          auto ids = device_empty(DType::kI32, {kMaxM, k});
+          auto w = device_empty(DType::kF32, {kMaxM, k});
+          route_v0(gl.t, k, norm, ids.t, w.t);
+          v0_ids[norm] = download_bytes(ids.t);
+          v0_w[norm] = download_bytes(w.t);
+          for (int64_t t = 0; t < kMaxM; ++t) {
+            RouteBits one = route_bits(gl.t.slice_rows(t, t + 1), k, norm, MoeRoutePath::kSplit);
+            alone_ids[norm][t] = one.ids;
+            alone_w[norm][t] = one.weights;
+          }
+        }
+        for (int64_t M = 1; M <= kMaxM; ++M) {
+          ASSERT_TRUE(moe_route_fused(M, E, k));
+          const bool norm = M % 2 == 0;
+          const Tensor batch = gl.t.slice_rows(0, M);
+          const RouteBits fused = route_bits(batch, k, norm, MoeRoutePath::kFused);
+          const RouteBits split = route_bits(batch, k, norm, MoeRoutePath::kSplit);
+          const std::string what = "E=" + std::to_string(E) + " k=" + std::to_string(k) +
+                                   " M=" + std::to_string(M) + " " + std::string(dtype_name(dt));
+          ASSERT_TRUE(same_bytes(fused.ids, split.ids)) << what;
+          ASSERT_TRUE(same_bytes(fused.weights, split.weights)) << what;
+          ASSERT_TRUE(same_bytes(fused.groups, split.groups)) << what;
+          const size_t n = size_t(M * k * 4);
+          const auto first = [&](const std::vector<uint8_t>& v) {
+            return std::vector<uint8_t>(v.begin(), v.begin() + std::ptrdiff_t(n));
+          };
+          ASSERT_TRUE(same_bytes(fused.ids, first(v0_ids[norm]))) << what << " (previous kernel)";
+          ASSERT_TRUE(same_bytes(fused.weights, first(v0_w[norm]))) << what << " (previous kernel)";
+          for (int64_t t = 0; t < M; ++t) {
+            const size_t at = size_t(t * k * 4), len = size_t(k * 4);
+            ASSERT_EQ(0, std::memcmp(fused.ids.data() + at, alone_ids[norm][t].data(), len))
+                << what << " token " << t << " ids differ from the token alone";
+            ASSERT_EQ(0, std::memcmp(fused.weights.data() + at, alone_w[norm][t].data(), len))
+                << what << " token " << t << " weights differ from the token alone";
+          }
+        }
+      }
+}
+
+// Past the one-launch bounds (512 and 1024 experts take 16 and 32 per lane) the split path still
+// writes the previous kernel's bits.
+TEST_F(CudaMoe, SplitRouteEqualsPreviousKernelForManyExperts) {
+  std::mt19937_64 rng(test_seed("moe route many experts"));
+  for (const int64_t E : {300, 512, 1024})
+    for (const bool norm : {false, true}) {
+      const int64_t M = 37, k = 8;
+      auto gl = upload(grid_logits(rng, size_t(M * E)), DType::kBF16, {M, E});
+      auto ids = device_empty(DType::kI32, {M, k});
+      auto w = device_empty(DType::kF32, {M, k});
+      route_v0(gl.t, k, norm, ids.t, w.t);
+      const RouteBits got = route_bits(gl.t, k, norm, MoeRoutePath::kAuto);
+      EXPECT_TRUE(same_bytes(got.ids, download_bytes(ids.t))) << "E=" << E;
+      EXPECT_TRUE(same_bytes(got.weights, download_bytes(w.t))) << "E=" << E;
+    }
+}
+
+// NaN probabilities (a NaN logit, an infinite one, a row of NaNs) rank below every number and
+// among themselves by id: k distinct experts, as on the CPU, on both paths.
+TEST_F(CudaMoe, NanRowsTakeDistinctExpertsLikeCpu) {
+  const int64_t M = 3, E = 64, k = 8;
+  std::mt19937_64 rng(test_seed("moe route nan"));
+  std::vector<float> logits = grid_logits(rng, size_t(M * E));
+  logits[5] = NAN;
+  logits[E + 9] = INFINITY;
+  std::fill(logits.begin() + 2 * E, logits.end(), NAN);
+  Routing r(M, k, E);
+  ops::moe_route(cpu_ctx(), host(logits, {M, E}), true, r.cpu);
+  std::vector<uint8_t> cpu_ids(r.h_ids.size() * 4);
+  std::memcpy(cpu_ids.data(), r.h_ids.data(), cpu_ids.size());
+  auto gl = upload(logits, DType::kF32, {M, E});
+  for (const MoeRoutePath path : {MoeRoutePath::kFused, MoeRoutePath::kSplit})
+    EXPECT_TRUE(same_bytes(route_bits(gl.t, k, true, path).ids, cpu_ids))
+        << (path == MoeRoutePath::kFused ? "fused" : "split");
+}
+
+TEST_F(CudaMoe, FusedRouteBounds) {
+  EXPECT_TRUE(moe_route_fused(1, 128, 8));
+  EXPECT_TRUE(moe_route_fused(64, 128, 8));
+  EXPECT_FALSE(moe_route_fused(65, 128, 8));
+  EXPECT_FALSE(moe_route_fused(1, 512, 8));
+  EXPECT_FALSE(moe_route_fused(64, 32, 32));  // 2048 rows: more than one placement pass
+  auto gl = device_empty(DType::kBF16, {65, 128});
+  Routing r(65, 8, 128);
+  EXPECT_ANY_THROW(moe_route_path(gpu_ctx(), gl.t, true, r.dev, MoeRoutePath::kFused));
+}
+
 // A routed batch with bf16 x [M or M*k, K] and experts w [E, N, K], on both devices.
 struct GemmCase {
   int64_t M, E, k, N, K;
@@ -175,6 +293,54 @@ TEST_F(CudaMoe, CombineMatchesCpu) {
   expect_close(download(go.t), want, 1e-3f, 8e-3f, "moe_combine");
 }
 
+// moe_combine_add_rms_norm == moe_combine then add_rms_norm, bit for bit (output and residual):
+// row lengths on each of the norm's thread counts (32, 128, 256) and register shapes, norm
+// weights in bf16 and f32, aligned rows (vector loads) and residual rows at an odd stride.
+TEST_F(CudaMoe, CombineAddRmsNormEqualsTheTwoOps) {
+  std::mt19937_64 rng(test_seed("moe_combine_add_rms_norm"));
+  struct Case {
+    int64_t M, k, H, res_stride;
+    DType wt;
+  };
+  for (const Case c : {Case{1, 8, 2048, 2048, DType::kBF16}, Case{3, 2, 64, 64, DType::kF32},
+                       Case{64, 8, 2048, 2048, DType::kF32}, Case{5, 8, 200, 200, DType::kBF16},
+                       Case{2, 8, 4096, 4096, DType::kBF16}, Case{7, 2, 12288, 12288, DType::kF32},
+                       Case{9, 8, 1024, 1031, DType::kBF16}, Case{4, 2, 256, 264, DType::kF32}}) {
+    const int64_t E = 16;
+    auto logits = grid_logits(rng, size_t(c.M * E));
+    Routing r(c.M, c.k, E);
+    auto gl = upload(logits, DType::kBF16, {c.M, E});
+    ops::moe_route(gpu_ctx(), gl.t, true, r.dev);
+    auto y =
+        upload(random_floats(rng, size_t(c.M * c.k * c.H), -4, 4), DType::kBF16, {c.M * c.k, c.H});
+    auto w = upload(random_floats(rng, size_t(c.H), 0.5f, 1.5f), c.wt, {c.H});
+    const std::vector<float> res0 = random_floats(rng, size_t(c.M * c.res_stride), -8, 8);
+    auto res_a = upload(res0, DType::kBF16, {c.M, c.res_stride});
+    auto res_b = upload(res0, DType::kBF16, {c.M, c.res_stride});
+    auto narrow = [&](const DeviceTensor& d) {
+      Tensor t = d.t;
+      t.shape[1] = c.H;  // rows of H at the buffer's stride
+      return t;
+    };
+    Tensor ra = narrow(res_a), rb = narrow(res_b);
+    auto combined = device_empty(DType::kBF16, {c.M, c.H});
+    auto out_a = device_empty(DType::kBF16, {c.M, c.H}),
+         out_b = device_empty(DType::kBF16, {c.M, c.H});
+    poison(out_a.t);
+    poison(out_b.t);
+    const float eps = 1e-6f;
+    ops::moe_combine(gpu_ctx(), y.t, r.dev, combined.t);
+    ops::add_rms_norm(gpu_ctx(), ra, combined.t, w.t, eps, out_a.t);
+    ops::moe_combine_add_rms_norm(gpu_ctx(), y.t, r.dev, rb, w.t, eps, out_b.t);
+    const std::string what = "M=" + std::to_string(c.M) + " k=" + std::to_string(c.k) +
+                             " H=" + std::to_string(c.H) +
+                             " stride=" + std::to_string(c.res_stride);
+    EXPECT_TRUE(same_bytes(download_bytes(out_b.t), download_bytes(out_a.t))) << what << " out";
+    EXPECT_TRUE(same_bytes(download_bytes(res_b.t), download_bytes(res_a.t)))
+        << what << " residual";
+  }
+}
+
 // The expert block on the GPU (route, gate_up, silu_mul, down, combine) with bf16 data.
 struct Block {
   int64_t E, k, H, I;
@@ -224,7 +390,8 @@ int block_row_mismatches(bool invariant) {
     ExecContext ctx = gpu_ctx(nullptr, invariant);
     std::vector<uint8_t> out = download_bytes(b.run(ctx, gx.t.slice_rows(first, first + M)).t);
     for (int64_t t = first; t < std::min(first + M, kChecked); ++t)
-      mismatches += std::memcmp(out.data() + (t - first) * b.H * 2, alone[size_t(t)].data(), size_t(b.H) * 2) != 0;
+      mismatches += std::memcmp(out.data() + (t - first) * b.H * 2, alone[size_t(t)].data(),
+                                size_t(b.H) * 2) != 0;
   };
   for (int64_t M : {2, 3, 8})
     for (int64_t first = 0; first + M <= kChecked; first += M) compare(first, M);

@@ -270,6 +270,51 @@ TEST_F(CudaOps, FillUniformMatchesCpu) {
   }
 }
 
+// bf16 rows on 16-byte boundaries take rms_norm_vec_kernel (registers, vector loads); rows that
+// are not fall back to rms_norm_kernel. Both must give the same bits: the same rows, once
+// aligned and once at an odd element offset of a wider buffer, for norm and residual-add norm,
+// at the row lengths of q/k heads and of 0.6B / 8B / 30B hidden states.
+TEST_F(CudaOps, RmsNormVectorPathEqualsScalarPath) {
+  std::mt19937_64 rng(test_seed("rms_norm paths"));
+  for (int64_t d : {128, 1024, 2048, 4096, 8192}) {
+    const int64_t r = 9, ld = d + 1;  // odd stride and offset 1: no row is 16-byte aligned
+    auto x = random_floats(rng, r * d, -3, 3), res = random_floats(rng, r * d, -3, 3),
+         w = random_floats(rng, d, 0.5f, 1.5f);
+    std::vector<float> xw(r * ld, 0.f), resw(r * ld, 0.f);
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < d; ++j) {
+        xw[i * ld + 1 + j] = x[i * d + j];
+        resw[i * ld + 1 + j] = res[i * d + j];
+      }
+    auto gw = upload(w, DType::kBF16, {d});
+    auto gx = upload(x, DType::kBF16, {r, d}), gxw = upload(xw, DType::kBF16, {r, ld});
+    auto gres = upload(res, DType::kBF16, {r, d}), gresw = upload(resw, DType::kBF16, {r, ld});
+    auto odd = [&](const Tensor& wide) {  // [r, d] view starting at element 1 of each wide row
+      Tensor t = wide;
+      t.data = static_cast<char*>(wide.data) + 2;
+      t.shape[1] = d;
+      return t;
+    };
+    Tensor xo = odd(gxw.t), reso = odd(gresw.t);
+    ASSERT_NE(reinterpret_cast<uintptr_t>(xo.data) % 16, 0u);
+    auto o1 = device_empty(DType::kBF16, {r, d}), o2 = device_empty(DType::kBF16, {r, d});
+    poison(o1.t);
+    poison(o2.t);
+    ops::cuda::rms_norm(gpu_ctx(), gx.t, gw.t, 1e-6f, o1.t);
+    ops::cuda::rms_norm(gpu_ctx(), xo, gw.t, 1e-6f, o2.t);
+    EXPECT_TRUE(same_bytes(download_bytes(o1.t), download_bytes(o2.t))) << "rms_norm d=" << d;
+    poison(o1.t);
+    poison(o2.t);
+    ops::cuda::add_rms_norm(gpu_ctx(), gres.t, gx.t, gw.t, 1e-6f, o1.t);
+    ops::cuda::add_rms_norm(gpu_ctx(), reso, xo, gw.t, 1e-6f, o2.t);
+    EXPECT_TRUE(same_bytes(download_bytes(o1.t), download_bytes(o2.t))) << "add_rms_norm d=" << d;
+    std::vector<uint8_t> wide = download_bytes(gresw.t), packed;
+    for (int64_t i = 0; i < r; ++i)
+      packed.insert(packed.end(), wide.begin() + (i * ld + 1) * 2, wide.begin() + (i * ld + 1 + d) * 2);
+    EXPECT_TRUE(same_bytes(download_bytes(gres.t), packed)) << "residual d=" << d;
+  }
+}
+
 // Row invariance: row `k` computed alone equals row `k` of a 1000-row batch, bit for bit.
 TEST_F(CudaOps, RowOpsAreBatchInvariant) {
   std::mt19937_64 rng(test_seed("row invariance"));

@@ -53,6 +53,29 @@ TEST(CudaTopTokens, EqualsCpuWithTies) {
     }
 }
 
+// Rows of a strided view whose length is not a multiple of 8: the vector loads cover the
+// aligned body and the scalar loop the tail, and both together must find the CPU's answer.
+TEST(CudaTopTokens, StridedRowsWithTail) {
+  init_cuda_backend(0);
+  std::mt19937_64 rng(test_seed("top_tokens tail"));
+  const int64_t rows = 5, ld = 50024, v = 50021;
+  std::vector<float> full = random_floats(rng, size_t(rows * ld), -10, 10);
+  for (int64_t r = 0; r < rows; ++r) full[size_t(r * ld + v - 1 - r)] = 50.0f;  // max in the tail
+  std::vector<float> x(size_t(rows * v));
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy(full.begin() + r * ld, full.begin() + r * ld + v, x.begin() + r * v);
+  auto gx = upload(full, DType::kBF16, {rows, ld});
+  Tensor view = gx.t;
+  view.shape[1] = v;
+  for (int n : {1, 20}) {
+    std::vector<float> xb = x;  // the CPU op sees the bf16 values the GPU reads
+    round_bf16(xb);
+    Top want = cpu_top(xb, rows, v, n), got = gpu_top(view, n);
+    EXPECT_EQ(got.ids, want.ids) << "n=" << n;
+    EXPECT_EQ(0, std::memcmp(got.vals.data(), want.vals.data(), want.vals.size() * 4)) << "n=" << n;
+  }
+}
+
 TEST(CudaTopTokens, RowAloneEqualsRowInBatch) {
   init_cuda_backend(0);
   std::mt19937_64 rng(test_seed("top_tokens invariance"));

@@ -1,0 +1,240 @@
+// The Hopper path of the batch-invariant GEMM y[M,N] = x[M,K] * w[N,K]^T: warp-specialised,
+// one producer thread streams 64-deep K stages of x and w with the bulk tensor copy engine (TMA,
+// 128-byte swizzle) through an mbarrier ring; BM/64 consumer warpgroups each run wgmma.m64nBNk16
+// on a 64-row slice. Persistent CTAs, or CTA pairs (clusters) sharing the weight tile by
+// multicast. It keeps the reduction order of linear_kernel.cuh exactly (see there): per
+// element, k16 steps in increasing k from +0 inside a chunk, chunks folded left to right.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/gemm/wgmma_ops.cuh"
+#include "ops/cuda/linear_kernel.cuh"
+#include "ops/cuda/pdl.cuh"
+
+namespace bitexact::ops::cuda::linear_detail {
+
+constexpr int kWgmmaBK = 64;  // one stage = 64 K values = one 128-byte swizzle row; kc % 64 == 0
+// Persistent grid: at most this many CTAs (one per SM of an H100 SXM at 1 CTA/SM). A constant of
+// the build, never read from the device: fewer SMs only run the CTAs in more waves.
+constexpr int kWgmmaCtas = 132;
+
+template <int BM, int BN, int STAGES>
+constexpr int wgmma_smem_bytes() {
+  // Stages of x and w tiles, 2 * STAGES mbarriers, and slack to align the base to 1024 bytes.
+  return STAGES * (BM + BN) * kWgmmaBK * 2 + 16 * STAGES + 1024;
+}
+
+template <int BN>
+__device__ __forceinline__ void wgmma_tile(float (&d)[BN / 2], uint64_t da, uint64_t db) {
+  if constexpr (BN == 64) wgmma_n64(d, da, db);
+  else if constexpr (BN == 128) wgmma_n128(d, da, db);
+  else if constexpr (BN == 192) wgmma_n192(d, da, db);
+  else wgmma_n256(d, da, db);
+}
+
+// Rounds one thread's 64 x BN accumulator fragment to bf16 and stores the elements inside M x N.
+// Element i = 4j + 2h + e sits at row r_base + 8h, column c_base + 8j + e (wgmma_ops.cuh).
+template <int BN>
+__device__ __forceinline__ void wgmma_store(const float (&v)[BN / 2], const LinearParams& p,
+                                            int r_base, int c_base) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = r_base + 8 * h, col = c_base + 8 * j;
+      if (r < p.M && col < p.N)  // N % 8 == 0: col < N implies col + 1 < N
+        *reinterpret_cast<__nv_bfloat162*>(p.y + int64_t(r) * p.ldy + col) =
+            __floats2bfloat162_rn(v[4 * j + 2 * h], v[4 * j + 2 * h + 1]);
+    }
+}
+
+// Origin of output tile `tile` in the grouped raster: groups of group_m M-tiles, M fastest inside
+// a group, so that CTAs running at the same time share weight tiles in L2 (speed only).
+template <int BM, int BN>
+__device__ __forceinline__ void wgmma_tile_origin(const LinearParams& p, int tile, int& m0,
+                                                  int& n0) {
+  const int n_tiles = (p.N + BN - 1) / BN, m_tiles = (p.M + BM - 1) / BM;
+  const int per_group = p.group_m * n_tiles, group = tile / per_group;
+  const int first_m = group * p.group_m, group_size = min(m_tiles - first_m, p.group_m);
+  const int local = tile - group * per_group;
+  m0 = (first_m + local % group_size) * BM;
+  n0 = (local / group_size) * BN;
+}
+
+// CTA tile BM x BN (BM = 64 * consumer warpgroups), STAGES-deep ring of 64-deep K stages.
+// FOLD=false only when the plan has one chunk (S == 1): the accumulators are the result.
+// Persistent: CTA b computes tiles b, b + gridDim.x, ... of the grouped raster; the grid size is
+// min(tiles, kWgmmaCtas), a function of (M, N, K, config) only. Which CTA computes a tile, and
+// when, never changes its arithmetic: each tile starts from zeroed accumulators.
+// The producer runs up to STAGES stages ahead, across tile boundaries, so the next tile's loads
+// overlap this tile's epilogue.
+// tmap_x / tmap_w: [M, K] / [N, K] bf16, boxes of 64 (K) x BM / BN rows, 128-byte swizzle,
+// zero fill out of bounds (rows past M or N, the K tail).
+// CLUSTER = 2: CTA pairs (launched as thread-block clusters) take M-tiles 2u and 2u + 1 of one
+// N column; each loads its own x tile and half of the shared w tile, multicast into both CTAs'
+// shared memory, so each w byte leaves L2 once per pair. A stage is refilled only after the
+// consumers of both CTAs released it (their empty barriers count arrivals from both). Such
+// grids are not persistent: one cluster per tile pair (clusters need a free SM pair to start).
+// BM = 128 kernels move registers from the producer warpgroup (40) to the consumers (232): the
+// fold doubles the accumulator registers (2 x 96 for BN = 192).
+template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER>
+__global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
+    linear_wgmma_kernel(const LinearParams p, const __grid_constant__ CUtensorMap tmap_x,
+                        const __grid_constant__ CUtensorMap tmap_w) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kConsumers = BM / 64;
+  constexpr int kStageA = BM * kWgmmaBK * 2, kStageB = BN * kWgmmaBK * 2;
+  constexpr int kAcc = BN / 2;  // f32 accumulators per thread for a 64 x BN slice
+  static_assert(BM % 64 == 0 && BN % 64 == 0 && BN <= 256, "unsupported tile");
+  static_assert(kStageA % 1024 == 0 && kStageB % 1024 == 0, "stages must keep 1024-B alignment");
+  constexpr bool kMoveRegs = BM == 128;
+  static_assert(CLUSTER == 1 || CLUSTER == 2, "clusters of 1 or 2 CTAs");
+  static_assert(kStageB % (1024 * CLUSTER) == 0, "multicast halves must keep 1024-B alignment");
+
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;  // swizzle atoms need 1024 B
+  const uint32_t smem_a = base, smem_b = base + STAGES * kStageA;
+  const uint32_t full_bar = base + STAGES * (kStageA + kStageB), empty_bar = full_bar + 8 * STAGES;
+
+  // Work units: CLUSTER M-tiles of one N column; CTA `rank` of a cluster takes M-tile `rank`.
+  const uint32_t rank = CLUSTER > 1 ? cluster_ctarank() : 0;
+  const int n_units = ((p.M + BM * CLUSTER - 1) / (BM * CLUSTER)) * ((p.N + BN - 1) / BN);
+  const int first_unit = blockIdx.x / CLUSTER, unit_stride = gridDim.x / CLUSTER;
+  const int total_tiles = (p.K + kWgmmaBK - 1) / kWgmmaBK;  // K stages per output tile
+  const int tiles_per_chunk = p.kc / kWgmmaBK;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(full_bar + 8 * s, 1);               // the producer's expect_tx arrival
+      mbar_init(empty_bar + 8 * s, CLUSTER * kConsumers * 4);  // per consumer warp, per CTA
+    }
+    mbar_init_fence();
+    tma_prefetch_desc(&tmap_x);
+    tma_prefetch_desc(&tmap_w);
+  }
+  if constexpr (CLUSTER > 1) cluster_sync();  // the peer's barriers exist before any use
+  else __syncthreads();
+  // Loads the w rows of stage buffer s for K-stage t: the whole tile, or this CTA's half,
+  // multicast to the pair.
+  auto load_w = [&](int s, int t, int n0) {
+    if constexpr (CLUSTER == 1)
+      tma_load_2d(smem_b + s * kStageB, &tmap_w, full_bar + 8 * s, t * kWgmmaBK, n0);
+    else
+      tma_load_2d_multicast(smem_b + s * kStageB + rank * (kStageB / 2), &tmap_w,
+                            full_bar + 8 * s, t * kWgmmaBK, n0 + int(rank) * (BN / 2), 0x3);
+  };
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {  // producer warpgroup: one thread issues every copy
+    if constexpr (kMoveRegs) setmaxnreg_dec<40>();
+    if (threadIdx.x == 0) {
+      int m0, n0;
+      wgmma_tile_origin<BM * CLUSTER, BN>(p, first_unit, m0, n0);
+      m0 += int(rank) * BM;
+      // The first stages' weights stream in before pdl_wait (no kernel of a forward pass
+      // writes weights); x, written by the previous kernel, only after it.
+      const int prologue = min(STAGES, total_tiles);
+      for (int t = 0; t < prologue; ++t) {
+        // Own x tile plus both halves of w (OOB fill counts too).
+        mbar_arrive_expect_tx(full_bar + 8 * t, kStageA + kStageB);
+        load_w(t, t, n0);
+      }
+      pdl_wait();
+      pdl_launch_dependents();
+      for (int t = 0; t < prologue; ++t)
+        tma_load_2d(smem_a + t * kStageA, &tmap_x, full_bar + 8 * t, t * kWgmmaBK, m0);
+      int it = prologue;  // stages issued so far, over all of this CTA's tiles
+      for (int unit = first_unit; unit < n_units; unit += unit_stride) {
+        wgmma_tile_origin<BM * CLUSTER, BN>(p, unit, m0, n0);
+        m0 += int(rank) * BM;  // may lie past M (odd M-tile count): an all-zero, unstored tile
+        for (int t = unit == first_unit ? prologue : 0; t < total_tiles; ++t, ++it) {
+          const int s = it % STAGES;
+          if (it >= STAGES) mbar_wait(empty_bar + 8 * s, ((it / STAGES) - 1) & 1);
+          mbar_arrive_expect_tx(full_bar + 8 * s, kStageA + kStageB);
+          tma_load_2d(smem_a + s * kStageA, &tmap_x, full_bar + 8 * s, t * kWgmmaBK, m0);
+          load_w(s, t, n0);
+        }
+      }
+    }
+  } else {
+    if constexpr (kMoveRegs) setmaxnreg_inc<232>();
+    pdl_wait();  // y may still be read by the previous kernel of the stream
+    pdl_launch_dependents();
+
+    // Consumer warpgroup c owns rows [64c, 64c + 64) of each tile.
+    const int c = wg - 1, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+    float acc[kAcc];
+    float out[FOLD ? kAcc : 1];  // the fold of finished chunks (FOLD only)
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
+
+    // Releases stage buffer s: one arrival per warp on the empty barrier of every CTA that the
+    // producers of the cluster write it for.
+    auto release = [&](int s) {
+      if (lane != 0) return;
+      if constexpr (CLUSTER == 1) mbar_arrive(empty_bar + 8 * s);
+      else
+        for (uint32_t r = 0; r < CLUSTER; ++r) mbar_arrive_cluster(empty_bar + 8 * s, r);
+    };
+    int it = 0;  // stages consumed so far, over all of this CTA's tiles
+    for (int unit = first_unit; unit < n_units; unit += unit_stride) {
+      int m0, n0;
+      wgmma_tile_origin<BM * CLUSTER, BN>(p, unit, m0, n0);
+      m0 += int(rank) * BM;
+      // Chunk by chunk; inside a chunk, stage by stage, one wgmma group (BK/16 k16 steps) per
+      // stage with one group left in flight. No branch touches the accumulators inside the K
+      // loop (ptxas would serialise the wgmmas otherwise).
+      int pending = -1;  // stage whose wgmma group may still read shared memory
+      for (int chunk_begin = 0; chunk_begin < total_tiles; chunk_begin += tiles_per_chunk) {
+        const int chunk_end = min(total_tiles, chunk_begin + tiles_per_chunk);
+        for (int t = chunk_begin; t < chunk_end; ++t, ++it) {
+          const int s = it % STAGES;
+          mbar_wait(full_bar + 8 * s, (it / STAGES) & 1);
+          const uint64_t da = sw128_desc(smem_a + s * kStageA + c * (64 * 128));
+          const uint64_t db = sw128_desc(smem_b + s * kStageB);
+          wgmma_fence();  // the accumulators may have been written by ordinary code
+#pragma unroll
+          for (int kk = 0; kk < kWgmmaBK / 16; ++kk)  // k16 steps in increasing k: the fixed order
+            wgmma_tile<BN>(acc, da + 2 * kk, db + 2 * kk);  // +32 bytes per k16 in the 128-B row
+          wgmma_commit();
+          wgmma_wait<1>();  // the previous stage's group is done: its buffers may be refilled
+          if (pending >= 0) release(pending);
+          pending = s;
+        }
+        wgmma_wait<0>();  // the chunk's partial p_c is complete in acc
+        release(pending);
+        pending = -1;
+        if constexpr (FOLD) {
+          const bool first = chunk_begin == 0;  // out = p_0, then out = out + p_c in chunk order
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) {
+            out[i] = first ? acc[i] : __fadd_rn(out[i], acc[i]);
+            acc[i] = 0.f;
+          }
+        }
+      }
+
+      const int r_base = m0 + c * 64 + warp * 16 + lane / 4, c_base = n0 + 2 * (lane % 4);
+      if constexpr (FOLD) {
+        wgmma_store<BN>(out, p, r_base, c_base);
+      } else {
+        wgmma_store<BN>(acc, p, r_base, c_base);
+#pragma unroll
+        for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;  // the next tile starts from +0
+      }
+    }
+  }
+  if constexpr (CLUSTER > 1) {
+    __syncwarp();
+    cluster_sync();  // no CTA exits while its peer may still multicast into it or arrive on it
+  }
+#else
+  __trap();  // built only for sm_90a; the host never launches it elsewhere
+#endif
+}
+
+}  // namespace bitexact::ops::cuda::linear_detail

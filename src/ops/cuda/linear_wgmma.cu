@@ -1,0 +1,175 @@
+// Host side of the Hopper GEMM path (gemm/wgmma_kernel.cuh): tensor maps for x and w (encoded
+// through the driver entry point, so no libcuda link), the tile choice, and the launch.
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+
+#include "ops/cuda/gemm/wgmma_kernel.cuh"
+#include "ops/cuda/gemm/wgmma_launch.cuh"
+#include "ops/cuda/linear_cuda.cuh"
+#include "ops/cuda/pdl.cuh"
+
+namespace bitexact::ops::cuda::linear_detail {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    LINEAR_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
+                                                       cudaEnableDefault, &found));
+    if (found != cudaDriverEntryPointSuccess || f == nullptr)
+      fail(ErrorKind::kInternal,
+           "linear: the driver has no cuTensorMapEncodeTiled (needs CUDA 12+)");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// [rows, K] bf16 with row stride ld (elements), read in boxes of 64 K x box_rows rows, 128-byte
+// swizzle (the layout sw128_desc describes); boxes past the edges are filled with zeros.
+CUtensorMap make_tensor_map(const void* ptr, int64_t rows, int64_t K, int64_t ld, int box_rows) {
+  // A one-row tensor's stride is never used, but the encoder checks it against the row length.
+  if (rows == 1) ld = ceil_div(K, 8) * 8;
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(ld) * 2};
+  const cuuint32_t box[2] = {cuuint32_t(kWgmmaBK), cuuint32_t(box_rows)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  CUresult r = tensor_map_encoder()(
+      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(ptr), dims, strides, box,
+      elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    fail(ErrorKind::kInternal, "linear: cuTensorMapEncodeTiled failed (CUresult " +
+                                   std::to_string(int(r)) + ") for a [" + std::to_string(rows) +
+                                   ", " + std::to_string(K) + "] tensor, row stride " +
+                                   std::to_string(ld));
+  return map;
+}
+
+template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER>
+void launch_tile(LinearParams p, cudaStream_t stream) {
+  constexpr int smem = wgmma_smem_bytes<BM, BN, STAGES>();
+  static_assert(smem <= 227 * 1024, "shared memory per block");
+  auto kernel = linear_wgmma_kernel<BM, BN, STAGES, FOLD, CLUSTER>;
+  static std::atomic<uint64_t> attr_set{0};  // the opt-in is per device: bit per device
+  int dev = 0;
+  LINEAR_CUDA_CHECK(cudaGetDevice(&dev));
+  if (!(attr_set.load() >> dev & 1)) {
+    LINEAR_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    attr_set.fetch_or(uint64_t(1) << dev);
+  }
+  const CUtensorMap tmap_x = make_tensor_map(p.x, p.M, p.K, p.ldx, BM);
+  const CUtensorMap tmap_w = make_tensor_map(p.w, p.N, p.K, p.K, BN / CLUSTER);
+  const int64_t units_m = ceil_div(p.M, int64_t(BM) * CLUSTER), n_tiles = ceil_div(p.N, BN);
+  // Raster groups of M-units whose x rows stay around 16 MB so that the CTAs in flight share
+  // weight tiles through L2 (as in linear.cu). Speed only.
+  p.group_m = int(std::clamp<int64_t>((int64_t(16) << 20) / (int64_t(BM) * CLUSTER * p.K * 2), 1,
+                                      units_m));
+  // The grid is a function of (M, N, K, tile), never of the SM count: persistent CTAs
+  // (kWgmmaCtas at most) without clusters, one cluster per unit with them.
+  const int64_t units = units_m * n_tiles;
+  const dim3 grid(unsigned(CLUSTER == 1 ? std::min<int64_t>(units, kWgmmaCtas) : units * CLUSTER));
+  cudaLaunchAttribute attr[2];
+  int n_attr = 0;
+  if (pdl_enabled()) {
+    attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (CLUSTER > 1) {
+    attr[n_attr].id = cudaLaunchAttributeClusterDimension;
+    attr[n_attr].val.clusterDim.x = CLUSTER;
+    attr[n_attr].val.clusterDim.y = 1;
+    attr[n_attr++].val.clusterDim.z = 1;
+  }
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = dim3((BM / 64 + 1) * 128);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = attr;
+  config.numAttrs = n_attr;
+  LINEAR_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p, tmap_x, tmap_w));
+}
+
+template <int BM, int BN, int STAGES, int CLUSTER>
+void launch_config(const LinearParams& p, cudaStream_t stream) {
+  if (p.S > 1) launch_tile<BM, BN, STAGES, true, CLUSTER>(p, stream);
+  else launch_tile<BM, BN, STAGES, false, CLUSTER>(p, stream);
+}
+
+}  // namespace
+
+const char* wgmma_tile_name(WgmmaTile tile) {
+  switch (tile) {
+    case WgmmaTile::kAuto: return "auto";
+    case WgmmaTile::k128x128: return "128x128";
+    case WgmmaTile::k128x256: return "128x256";
+    case WgmmaTile::k128x192: return "128x192";
+    case WgmmaTile::k64x128: return "64x128";
+    case WgmmaTile::k128x64: return "128x64";
+    case WgmmaTile::k128x256c2: return "128x256c2";
+    case WgmmaTile::k128x192c2: return "128x192c2";
+    case WgmmaTile::k128x128c2: return "128x128c2";
+  }
+  return "?";
+}
+
+WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int S) {
+  // Speed only (every tile gives the same bits). Cost model: rounds of kWgmmaCtas CTAs times the
+  // work of one CTA (BM * BN) over the tile's relative throughput, fitted to bench_gemm --paths
+  // on the H100 (docs/notes/gemm.md, v4): within ~1% of the best tile on average over 16 shapes
+  // x M = 64..4096. Wider tiles read fewer L2 bytes per flop but leave SMs idle in the last
+  // round. Ties go to the earlier (wider) entry. The cluster tiles are left out: they gained
+  // 0-5% at K >= 4096 and lost up to 20% at K <= 2048 (non-persistent grids).
+  struct Choice {
+    WgmmaTile tile;
+    int bm, bn, cluster;
+    double rate;  // throughput relative to 128x256 at large M
+  };
+  const bool small_m = M <= 128;  // 64-row tiles measured ahead of 128x64 up to M = 128
+  const Choice choices[] = {
+      {WgmmaTile::k128x256, 128, 256, 1, 1.0},
+      {WgmmaTile::k128x192, 128, 192, 1, 0.92},
+      {WgmmaTile::k128x128, 128, 128, 1, 0.83},
+      {WgmmaTile::k64x128, 64, 128, 1, small_m ? 0.64 : 0.60},
+      {WgmmaTile::k128x64, 128, 64, 1, 0.62}};
+  WgmmaTile best = WgmmaTile::k128x128;
+  double best_cost = 0;
+  for (const Choice& c : choices) {
+    if (c.bn == 256 && S > 1) continue;
+    const int64_t ctas = ceil_div(M, int64_t(c.bm) * c.cluster) * c.cluster * ceil_div(N, c.bn);
+    const double cost = double(ceil_div(ctas, kWgmmaCtas)) * c.bm * c.bn / c.rate;
+    if (best_cost == 0 || cost < best_cost) {
+      best = c.tile;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
+void launch_wgmma(LinearParams p, cudaStream_t stream, WgmmaTile tile) {
+  if (tile == WgmmaTile::kAuto) tile = wgmma_auto_tile(p.M, p.N, p.S);
+  const bool wide = tile == WgmmaTile::k128x256 || tile == WgmmaTile::k128x256c2;
+  if (wide && p.S > 1)  // 2 x 128 accumulators per thread do not fit the register file
+    fail(ErrorKind::kInvalidArgument, "linear: the 128x256 wgmma tiles need S == 1");
+  switch (tile) {
+    case WgmmaTile::k128x256: launch_tile<128, 256, 4, false, 1>(p, stream); break;
+    case WgmmaTile::k128x256c2: launch_tile<128, 256, 4, false, 2>(p, stream); break;
+    case WgmmaTile::k128x192: launch_config<128, 192, 5, 1>(p, stream); break;
+    case WgmmaTile::k128x192c2: launch_config<128, 192, 5, 2>(p, stream); break;
+    case WgmmaTile::k128x128: launch_config<128, 128, 6, 1>(p, stream); break;
+    case WgmmaTile::k128x128c2: launch_config<128, 128, 6, 2>(p, stream); break;
+    case WgmmaTile::k64x128: launch_config<64, 128, 8, 1>(p, stream); break;
+    case WgmmaTile::k128x64: launch_config<128, 64, 8, 1>(p, stream); break;
+    case WgmmaTile::kAuto: break;
+  }
+}
+
+}  // namespace bitexact::ops::cuda::linear_detail
