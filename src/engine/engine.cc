@@ -67,6 +67,7 @@ struct Engine::Impl {
   Sampler sampler;
   std::vector<float> logits, logprobs;  // [rows * V] each; log-softmax computed by the model
   std::vector<model::RowTop> tops;      // rows sampled greedily on the model's device
+  int steps_taken = 0;                  // for EngineConfig::fail_at_step
   int32_t scratch_slot = -1;            // a KV slot no request uses (CUDA-graph padding rows)
   uint64_t next_order = 0;
   EngineStats st;
@@ -269,6 +270,8 @@ void Engine::Impl::postprocess(Sample& s, SampleResult r) {
 
 std::vector<RequestOutput> Engine::step() {
   Impl& e = *impl_;
+  if (e.config.fail_at_step > 0 && ++e.steps_taken >= e.config.fail_at_step)
+    fail(ErrorKind::kInternal, "injected engine fault (EngineConfig::fail_at_step)");
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<RequestOutput> outs = std::move(e.aborted);
   e.aborted.clear();

@@ -31,6 +31,10 @@ struct EngineConfig {
   // model's device (model::RowTop) instead of copying the logits row: the same values, fewer
   // bytes. Off: every row goes through the host sampler (tests compare the two).
   bool device_greedy = true;
+  // Testing hook: step() number N (1-based) and every later one throw kInternal before touching
+  // any state, as a device fault would; 0 = never. Lets the server's unhealthy-engine path
+  // (server/engine_worker.h) be tested without a GPU.
+  int fail_at_step = 0;
 };
 
 struct RequestSpec {
