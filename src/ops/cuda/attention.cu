@@ -1,12 +1,14 @@
-// Host side of CUDA attention: checks what the kernels assume, picks the grid (split or fused,
-// both bit-identical), owns the chunk-partial workspace, and in non-invariant mode splits the
-// keys by a batch-dependent factor (FlashDecoding-style) so that invariance tests can fail.
+// Host side of CUDA attention: checks what the kernels assume, picks the grid (decode, split or
+// fused, all bit-identical), owns the partial workspace and the decode grid's arrival counters,
+// and in non-invariant mode splits the keys by a batch-dependent factor (FlashDecoding-style) so
+// that invariance tests can fail.
 #include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
 
 #include "ops/cuda/attention_control.cuh"
+#include "ops/cuda/attention_decode.cuh"
 #include "ops/cuda/attention_fused.cuh"
 #include "ops/cuda/attention_stream.cuh"
 #include "ops/cuda/cuda_common.cuh"
@@ -20,6 +22,22 @@ static_assert(attn::kSubTiles * attn::kSubKeys == kAttentionChunk, "sub-tiles mu
 AttentionPath g_path = AttentionPath::kAuto;
 bool g_streaming = true;  // split family: stream_kernel (chunks per CTA) or one chunk per CTA
 int g_fused_config = 0;   // fused grid: 0 = 8 warps / 4 K/V sub-tiles, 1 = 4 / 2, 2 = 8 / 2
+int g_decode_variant = kDecodeAuto;  // decode grid: auto, legacy, or a forced variant
+
+// Decode grid variants (speed only, equal bits): warps per CTA, ring slots (16-key K or V
+// pieces) per warp, copy engine.
+struct DecodeVariant {
+  int warps, ring;
+  bool tma;
+  int min_blocks;  // CTAs per SM the register budget is capped for
+};
+constexpr DecodeVariant kDecodeVariants[] = {{4, 4, false, 1}, {4, 4, true, 1},  {4, 6, false, 1},
+                                             {4, 6, true, 1},  {4, 8, false, 1}, {4, 8, true, 1},
+                                             {4, 4, true, 3}};
+constexpr int kNumDecodeVariants = int(sizeof(kDecodeVariants) / sizeof(kDecodeVariants[0]));
+int g_decode_spw = 0;   // forced warp-chunk shape: sub-tiles per warp (0 = auto)
+int g_decode_cpc = 0;   // forced CTA-chunk shape: chunks per CTA (0 = auto)
+int g_decode_fold = 0;  // forced fold: 1 = last CTA, 2 = merge_chunks_kernel (0 = auto)
 
 // Chunk partials: grown with cudaMalloc outside capture, never freed. One per device: the
 // ranks of a tensor-parallel group drive several GPUs from one process.
@@ -47,6 +65,38 @@ void once_per_device(std::atomic<uint64_t>& done, F set) {
   if (done.load() & bit) return;
   set();
   done.fetch_or(bit);
+}
+
+// Arrival counters of the decode grid, one per (token, kv head): allocated zeroed once per device
+// outside graph capture; every launch leaves them zero again (the last CTA resets its counter).
+constexpr int64_t kMaxCounters = int64_t(1) << 20;
+struct Counters {
+  std::mutex mu;
+  int* ptr = nullptr;
+};
+int* counters(bool may_allocate) {
+  static std::mutex mu;
+  static std::map<int, Counters> per_device;
+  int dev = 0;
+  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+  Counters* c;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    c = &per_device[dev];
+  }
+  std::lock_guard<std::mutex> lock(c->mu);
+  if (!c->ptr && may_allocate) {
+    BITEXACT_CUDA_CHECK(cudaMalloc(&c->ptr, kMaxCounters * sizeof(int)));
+    BITEXACT_CUDA_CHECK(cudaMemset(c->ptr, 0, kMaxCounters * sizeof(int)));
+    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());  // zero before any stream uses them
+  }
+  return c->ptr;
+}
+
+bool capturing(cudaStream_t st) {
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  BITEXACT_CUDA_CHECK(cudaStreamIsCapturing(st, &cap));
+  return cap != cudaStreamCaptureStatusNone;
 }
 
 size_t partial_bytes(int64_t tokens, int64_t splits, int64_t hq, int64_t dh) {
@@ -100,6 +150,82 @@ void launch_fused(const attn::Params& p, cudaStream_t st) {
   dim3 grid(ceil_div(p.M, tokens) * unsigned(p.hkv));
   attn::fused_kernel<DH, kWarps, kSlots><<<grid, 32 * kWarps, smem, st>>>(p);
   BITEXACT_CUDA_CHECK_LAUNCH();
+}
+
+template <int DH, int kWarps, int kRing, bool kTma, int kMinBlocks = 1>
+void launch_decode_t(const attn::Params& p, const attn::DecodeArgs& a, cudaStream_t st) {
+  constexpr int ring = attn::decode_ring_bytes<DH, kWarps, kRing>();
+  const int park = a.cpc > 0 ? kWarps * attn::park_floats<DH>(p.group) * 4 : 0;
+  const int smem = attn::decode_smem_bytes(ring, kWarps, kRing, a.tab_cap, park);
+  static std::atomic<uint64_t> configured{0};
+  once_per_device(configured, [] {
+    // The most dynamic shared memory the kernel may take: the opt-in limit less its static part
+    // (the table's and parking area's sizes, and so the launch's, vary with the shapes).
+    auto kernel = attn::decode_kernel<DH, kWarps, kRing, kTma, kMinBlocks>;
+    int dev = 0, optin = 0;
+    BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+    BITEXACT_CUDA_CHECK(
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    cudaFuncAttributes attr{};
+    BITEXACT_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             optin - int(attr.sharedSizeBytes)));
+  });
+  const dim3 grid(unsigned(int64_t(p.M) * p.hkv * a.ctas_per_head));
+  attn::decode_kernel<DH, kWarps, kRing, kTma, kMinBlocks><<<grid, 32 * kWarps, smem, st>>>(p, a);
+  BITEXACT_CUDA_CHECK_LAUNCH();
+}
+
+template <int DH>
+void launch_decode(int variant, const attn::Params& p, const attn::DecodeArgs& a, cudaStream_t st) {
+  switch (variant) {
+    case 0:
+      return launch_decode_t<DH, 4, 4, false>(p, a, st);
+    case 1:
+      return launch_decode_t<DH, 4, 4, true>(p, a, st);
+    case 2:
+      return launch_decode_t<DH, 4, 6, false>(p, a, st);
+    case 3:
+      return launch_decode_t<DH, 4, 6, true>(p, a, st);
+    case 4:
+      return launch_decode_t<DH, 4, 8, false>(p, a, st);
+    case 5:
+      return launch_decode_t<DH, 4, 8, true>(p, a, st);
+    default:
+      return launch_decode_t<DH, 4, 4, true, 3>(p, a, st);
+  }
+}
+
+// The decode grid's shape for M tokens of up to `chunks` chunks (speed only): the variant,
+// either warp-chunk (spw sub-tiles per warp) or CTA-chunk (cpc chunks per CTA), and who folds
+// the chunk partials. From the H100 sweep of 2026-11-24 (docs/PERFORMANCE.md), in chunks of work
+// w = M * hkv * chunks per SM: below 1.5 the legacy stream grid is as fast or faster (a single
+// chunk's latency dominates; variant kDecodeLegacy); below 3, CTA-chunk (4 warps per chunk);
+// above, a chunk per warp, with the 8-slot cp.async ring below 6 and the 4-slot TMA ring above.
+// merge_chunks_kernel folds: the last-CTA fold was never faster (1-2% slower at batch 64, up to
+// 55% at small batches, where every CTA pays the fence and counter round trips).
+struct DecodeShape {
+  int variant, spw, cpc, fold;
+};
+DecodeShape pick_decode(int64_t M, int64_t hkv, int64_t chunks) {
+  DecodeShape d{g_decode_variant, g_decode_spw, g_decode_cpc, g_decode_fold};
+  const int64_t heads = M * hkv, work = heads * chunks, sms = sm_count();
+  if (d.variant == kDecodeAuto) {
+    if (2 * work < 3 * sms) return {kDecodeLegacy, 0, 0, 0};
+    d.variant = work >= 3 * sms && work < 6 * sms ? 4 : 1;
+  }
+  if (d.fold <= 0) d.fold = 2;
+  if (d.spw <= 0 && d.cpc <= 0) {
+    if (work < 3 * sms) {
+      d.cpc = 1;  // chunks per CTA: grow while >= 3 CTAs per SM remain
+      auto ctas = [&](int64_t c) { return heads * ((chunks + c - 1) / c); };
+      while (d.cpc < 16 && ctas(2 * d.cpc) >= 3 * sms) d.cpc *= 2;
+    } else {
+      d.spw = 4;
+    }
+  }
+  if (d.cpc > 0) d.spw = 0;
+  return d;
 }
 
 template <int DH>
@@ -162,11 +288,25 @@ int log2_exact(int64_t v) {
 void set_attention_path(AttentionPath path) { g_path = path; }
 void set_attention_streaming(bool on) { g_streaming = on; }
 void set_attention_fused_config(int config) { g_fused_config = config; }
+void set_attention_decode(int variant, int spw, int cpc, int fold) {
+  if (variant >= kNumDecodeVariants || variant < kDecodeLegacy)
+    fail(ErrorKind::kInvalidArgument,
+         "set_attention_decode: no variant " + std::to_string(variant));
+  if (spw < 0 || spw % 4 != 0 || cpc < 0 || (spw > 0 && cpc > 0) || fold < 0 || fold > 2)
+    fail(ErrorKind::kInvalidArgument,
+         "set_attention_decode: spw must be a multiple of 4, cpc >= 0, not both set; fold 0..2");
+  g_decode_variant = variant;
+  g_decode_spw = spw;
+  g_decode_cpc = cpc;
+  g_decode_fold = fold;
+}
+int attention_decode_variants() { return kNumDecodeVariants; }
 
 void reserve_attention_workspace(int64_t tokens, int64_t max_positions, int64_t q_heads,
                                  int64_t head_dim) {
   const int64_t splits = (max_positions + kAttentionChunk - 1) / kAttentionChunk;
   ensure_workspace(partial_bytes(tokens, splits, q_heads, head_dim), nullptr);
+  counters(true);
 }
 
 size_t attention_workspace_bytes() { return workspace().bytes; }
@@ -247,6 +387,56 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
   p.scale_log2 = float(double(scale) * 1.4426950408889634);
   p.max_splits = int(splits);
   p.subtiles_per_warp = spw;
+  // The decode grid (invariant mode, split family): chunk partials folded by merge_chunks_kernel
+  // or by the last CTA of each (token, kv head) to arrive, which needs the arrival counters
+  // (allocated outside capture; without them merge_chunks_kernel folds). The legacy stream /
+  // split grids stay selectable (same bits), serve the smallest grids and non-invariant mode.
+  DecodeShape d = pick_decode(M, hkv, chunks);
+  if (!fused && ctx.batch_invariant && d.variant != kDecodeLegacy) {
+    int* cnt = nullptr;
+    if (d.fold == 1 && M * hkv <= kMaxCounters) cnt = counters(!capturing(st));
+    if (!cnt) d.fold = 2;
+    const int warps = kDecodeVariants[d.variant].warps;
+    // Block-table entries a warp stages: keep the table within 16 KB per CTA.
+    auto tab_cap = [&](int64_t keys) {
+      return int((keys + meta.block_size - 1) / meta.block_size + 2);
+    };
+    while (d.spw % 8 == 0 && d.spw > 0 && tab_cap(d.spw * attn::kSubKeys) * warps * 4 > 16384)
+      d.spw /= 2;
+    while (d.cpc > 1 && tab_cap(int64_t(d.cpc) * kAttentionChunk) * warps * 4 > 16384) d.cpc /= 2;
+    attn::DecodeArgs a{};
+    a.spw = d.spw;
+    a.cpc = d.cpc;
+    if (d.cpc > 0) {
+      a.ctas_per_head = int((chunks + d.cpc - 1) / d.cpc);
+      a.tab_cap = tab_cap(int64_t(d.cpc) * kAttentionChunk);
+    } else {
+      const int64_t cta_sub = int64_t(warps) * d.spw;
+      a.ctas_per_head = int((4 * chunks + cta_sub - 1) / cta_sub);
+      a.tab_cap = tab_cap(int64_t(d.spw) * attn::kSubKeys);
+    }
+    a.max_units = int(chunks);
+    a.fold_kernel = d.fold == 2;
+    a.counters = cnt;
+    if (chunks > 1) {
+      float* ws = static_cast<float*>(ensure_workspace(partial_bytes(M, chunks, hq, dh), st));
+      p.part_o = ws;
+      p.part_ml = ws + M * hq * chunks * dh;
+    }
+    if (dh == 64)
+      launch_decode<64>(d.variant, p, a, st);
+    else
+      launch_decode<128>(d.variant, p, a, st);
+    if (a.fold_kernel && chunks > 1) {  // same workspace layout: [M, hq, chunks] partials
+      const dim3 grid(unsigned(p.M), unsigned(p.hq));
+      if (dh == 64)
+        attn::merge_chunks_kernel<64><<<grid, 64, 0, st>>>(p);
+      else
+        attn::merge_chunks_kernel<128><<<grid, 128, 0, st>>>(p);
+      BITEXACT_CUDA_CHECK_LAUNCH();
+    }
+    return;
+  }
   if (!fused && splits > 1) {
     float* ws = static_cast<float*>(ensure_workspace(ws_bytes, st));
     p.part_o = ws;

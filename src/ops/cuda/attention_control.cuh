@@ -17,6 +17,16 @@ void set_attention_streaming(bool on);
 // The fused (prefill) grid's shape: 0 = 8 warps x 4 K/V sub-tiles in flight (default),
 // 1 = 4 warps x 2, 2 = 8 warps x 2. Speed only; tests compare the bits.
 void set_attention_fused_config(int config);
+// The decode grid (invariant mode, when the fused grid is not chosen). kDecodeAuto picks by shape;
+// kDecodeLegacy runs the stream / split grids above (with their merge kernel); 0 ..
+// attention_decode_variants() - 1 force one configuration of attention_decode.cuh (ring depth,
+// cp.async or TMA), and a shape: `spw` > 0 (a multiple of 4) sub-tiles per warp (warp-chunk),
+// or `cpc` > 0 chunks per CTA (CTA-chunk); both 0: chosen by shape. `fold`: who folds the chunk
+// partials, 1 = the last CTA to arrive, 2 = merge_chunks_kernel launched after; 0 = chosen.
+// Speed only; tests compare the bits of all of them.
+constexpr int kDecodeAuto = -1, kDecodeLegacy = -2;
+void set_attention_decode(int variant, int spw = 0, int cpc = 0, int fold = 0);
+int attention_decode_variants();
 
 // Grows the chunk-partial workspace to cover a batch of `tokens` query tokens with up to
 // `max_positions` keys each, `q_heads` heads of `head_dim`. attention() grows it on demand when it

@@ -1,9 +1,12 @@
 // The CUDA attention kernels over the paged KV cache (rule 4 of ARCHITECTURE.md). Every grid
 // shares attention_tile.cuh's per-sub-tile arithmetic and merge function, so all give equal bits:
-//  - stream (attention_stream.cuh, decode): CTA per (token, kv head, run of chunks of 256 keys);
-//    its 4 warps take the 4 sub-tiles of a chunk, merged in order (park_warp_partial +
-//    merge_warps_store); a token with several chunks stores chunk partials and
-//    merge_chunks_kernel merges them left to right.
+//  - decode (attention_decode.cuh, batch-invariant decode): warps stream sub-tiles through
+//    private K/V rings; a chunk per warp or 4 warps per chunk; chunk partials folded by
+//    merge_chunks_kernel (here) or by the last CTA to arrive.
+//  - stream (attention_stream.cuh, the legacy decode grid, kept for the smallest grids): CTA per
+//    (token, kv head, run of chunks of 256 keys); its 4 warps take the 4 sub-tiles of a chunk,
+//    merged in order (park_warp_partial + merge_warps_store); a token with several chunks
+//    stores chunk partials and merge_chunks_kernel merges them left to right.
 //  - split (here): one CTA per (token, kv head, split); in non-invariant mode with spw sub-tiles
 //    per warp, so a split covers 256 * spw keys chosen from the batch size.
 //  - fused (attention_fused.cuh, prefill): CTA per (128 query rows, kv head) looping over the

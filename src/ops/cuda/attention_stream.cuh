@@ -1,4 +1,5 @@
-// The streaming split grid (decode, batch-invariant mode): one CTA per (token, kv head, run of
+// The streaming split grid (the legacy decode grid of batch-invariant mode, still the fastest for
+// the smallest grids; see pick_decode in attention.cu): one CTA per (token, kv head, run of
 // `cpc` consecutive chunks). Each chunk's partial is computed exactly as split_kernel computes it
 // (warp w = sub-tile w, warps merged in order), so bits do not depend on cpc; what changes is
 // that a warp prefetches its next chunk's K while it computes P V, and V while the CTA merges.

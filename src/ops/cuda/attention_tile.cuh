@@ -117,21 +117,22 @@ __device__ __forceinline__ void merge_partial(Partial<DH>& a, const Partial<DH>&
   }
 }
 
-// The partial of this warp's 16 rows over keys [key0, key0 + 64), whose K and V rows sit in
-// shared memory (pitch DH + kPad). last[h]: the last key position row h may see (-1: none).
-// Order, fixed for every caller: S = Q K^T over head_dim in 16-wide steps, ascending; row max;
-// p = exp2(s - max); the row sum adds the lane's 16 values in ascending key order, then lanes
-// xor 1, xor 2; O = P V over keys in 16-wide steps, ascending, P rounded to bf16.
-// before_pv() runs between the softmax and P V (the split grid waits for V there, so that V's
-// copy overlaps S = Q K^T); it does no arithmetic.
-template <int DH, typename BeforePv>
-__device__ __forceinline__ void subtile_partial(const uint32_t (&qf)[DH / 16][4],
-                                                const __nv_bfloat16* ks, const __nv_bfloat16* vs,
-                                                int key0, const int (&last)[2], float scale_log2,
-                                                Partial<DH>& out, BeforePv&& before_pv) {
+// The partial of one sub-tile is computed in four steps, shared by every kernel so that the
+// instruction sequence (and so the bits) cannot drift between them:
+//   subtile_scores:   S = Q K^T over head_dim in 16-wide steps, ascending (kk outer, keys inner);
+//   subtile_softmax:  row max; p = exp2(s - max); the row sum adds the lane's 16 values in
+//                     ascending key order, then lanes xor 1, xor 2;
+//   subtile_pv_piece: O += P V for keys [16 j, 16 j + 16) (P rounded to bf16 by
+//                     subtile_pack_p), called for j = 0, 1, 2, 3 in order;
+//   subtile_finish:   a row with no visible key becomes the empty partial.
+// K and V are addressed as four pieces of 16 key rows each (pitch DH + kPad), so a caller may
+// keep them in any four shared-memory slots (the decode kernel's per-warp ring).
+template <int DH>
+__device__ __forceinline__ void subtile_scores(const uint32_t (&qf)[DH / 16][4],
+                                               const __nv_bfloat16* const (&kp)[4],
+                                               float (&s)[kSubKeys / 8][4]) {
   constexpr int kPitch = DH + kPad;
-  const int lane = threadIdx.x & 31, t = lane & 3, mat = lane >> 3, mr = lane & 7;
-  float s[kSubKeys / 8][4];
+  const int lane = threadIdx.x & 31, mat = lane >> 3, mr = lane & 7;
 #pragma unroll
   for (int n = 0; n < kSubKeys / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
@@ -139,11 +140,20 @@ __device__ __forceinline__ void subtile_partial(const uint32_t (&qf)[DH / 16][4]
 #pragma unroll
     for (int n = 0; n < kSubKeys / 8; n += 2) {
       uint32_t b[4];
-      ldmatrix_x4(b, ks + (n * 8 + mr + ((mat >> 1) << 3)) * kPitch + kk * 16 + ((mat & 1) << 3));
+      ldmatrix_x4(b, kp[n / 2] + (mr + ((mat >> 1) << 3)) * kPitch + kk * 16 + ((mat & 1) << 3));
       mma_bf16(s[n], qf[kk], b[0], b[1]);
       mma_bf16(s[n + 1], qf[kk], b[2], b[3]);
     }
   }
+}
+
+// Scores -> probabilities in place; sets out.m, out.l and zeroes out.o (ready for P V).
+// last[h]: the last key position row h may see (-1: none).
+template <int DH>
+__device__ __forceinline__ void subtile_softmax(float (&s)[kSubKeys / 8][4], int key0,
+                                                const int (&last)[2], float scale_log2,
+                                                Partial<DH>& out) {
+  const int t = threadIdx.x & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     float mx = -INFINITY;
@@ -166,7 +176,7 @@ __device__ __forceinline__ void subtile_partial(const uint32_t (&qf)[DH / 16][4]
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         // Branch-free: exp2(-inf - max) is exactly +0 for a masked key; a row with no visible
-        // key (max = -inf) gets NaN here and is replaced by the empty partial below.
+        // key (max = -inf) gets NaN here and is replaced by the empty partial in subtile_finish.
         const float p = exp2f(__fsub_rn(s[n][2 * h + e], mx));
         s[n][2 * h + e] = p;
         sum += p;
@@ -177,26 +187,38 @@ __device__ __forceinline__ void subtile_partial(const uint32_t (&qf)[DH / 16][4]
     out.m[h] = mx;
     out.l[h] = sum;
   }
-  before_pv();
 #pragma unroll
   for (int n = 0; n < DH / 8; ++n) out.o[n][0] = out.o[n][1] = out.o[n][2] = out.o[n][3] = 0.0f;
+}
+
+// The A fragment (P rounded to bf16) of keys [16 j, 16 j + 16) of the sub-tile.
+__device__ __forceinline__ void subtile_pack_p(const float (&s)[kSubKeys / 8][4], int j,
+                                               uint32_t (&a)[4]) {
+  a[0] = pack_bf16(s[2 * j][0], s[2 * j][1]);
+  a[1] = pack_bf16(s[2 * j][2], s[2 * j][3]);
+  a[2] = pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]);
+  a[3] = pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3]);
+}
+
+// O += P V over keys [16 j, 16 j + 16) of the sub-tile, a = subtile_pack_p(s, j); vp: those 16
+// V rows (pitch DH + kPad).
+template <int DH>
+__device__ __forceinline__ void subtile_pv_piece(const uint32_t (&a)[4], const __nv_bfloat16* vp,
+                                                 Partial<DH>& out) {
+  constexpr int kPitch = DH + kPad;
+  const int lane = threadIdx.x & 31, mat = lane >> 3, mr = lane & 7;
 #pragma unroll
-  for (int kk = 0; kk < kSubKeys / 16; ++kk) {
-    uint32_t a[4];
-    a[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-    a[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-    a[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-    a[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-    for (int n = 0; n < DH / 8; n += 2) {
-      uint32_t b[4];
-      ldmatrix_x4_trans(
-          b, vs + (kk * 16 + mr + ((mat & 1) << 3)) * kPitch + n * 8 + ((mat >> 1) << 3));
-      mma_bf16(out.o[n], a, b[0], b[1]);
-      mma_bf16(out.o[n + 1], a, b[2], b[3]);
-    }
+  for (int n = 0; n < DH / 8; n += 2) {
+    uint32_t b[4];
+    ldmatrix_x4_trans(b, vp + (mr + ((mat & 1) << 3)) * kPitch + n * 8 + ((mat >> 1) << 3));
+    mma_bf16(out.o[n], a, b[0], b[1]);
+    mma_bf16(out.o[n + 1], a, b[2], b[3]);
   }
-  // A row with no visible key is the empty partial, exactly (its P V is all zeros anyway).
+}
+
+// A row with no visible key is the empty partial, exactly (its P V is all zeros anyway).
+template <int DH>
+__device__ __forceinline__ void subtile_finish(Partial<DH>& out) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     if (out.m[h] == -INFINITY) {
@@ -205,6 +227,30 @@ __device__ __forceinline__ void subtile_partial(const uint32_t (&qf)[DH / 16][4]
       for (int n = 0; n < DH / 8; ++n) out.o[n][2 * h] = out.o[n][2 * h + 1] = 0.0f;
     }
   }
+}
+
+// The partial of this warp's 16 rows over keys [key0, key0 + 64), whose K and V rows sit in
+// shared memory (pitch DH + kPad), computed by the four steps above.
+// before_pv() runs between the softmax and P V (the split grid waits for V there, so that V's
+// copy overlaps S = Q K^T); it does no arithmetic.
+template <int DH, typename BeforePv>
+__device__ __forceinline__ void subtile_partial(const uint32_t (&qf)[DH / 16][4],
+                                                const __nv_bfloat16* ks, const __nv_bfloat16* vs,
+                                                int key0, const int (&last)[2], float scale_log2,
+                                                Partial<DH>& out, BeforePv&& before_pv) {
+  constexpr int kPitch = DH + kPad;
+  float s[kSubKeys / 8][4];
+  const __nv_bfloat16* const kp[4] = {ks, ks + 16 * kPitch, ks + 32 * kPitch, ks + 48 * kPitch};
+  subtile_scores<DH>(qf, kp, s);
+  subtile_softmax<DH>(s, key0, last, scale_log2, out);
+  before_pv();
+#pragma unroll
+  for (int j = 0; j < kSubKeys / 16; ++j) {
+    uint32_t a[4];
+    subtile_pack_p(s, j, a);
+    subtile_pv_piece<DH>(a, vs + j * 16 * kPitch, out);
+  }
+  subtile_finish<DH>(out);
 }
 
 // Physical blocks of the logical blocks that keys [key0, key0 + kKeys) live in, into shared

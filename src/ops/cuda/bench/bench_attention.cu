@@ -1,12 +1,16 @@
 // Benchmark of CUDA attention on Qwen3-8B-like heads (32 q heads, 8 kv heads, head_dim 128,
-// block 16): decode at batch 1/8/64 x context 1k/4k/16k against the KV-bandwidth floor, and
-// single-sequence prefill of 1k/4k/16k tokens. Prints one CSV line per case (see --help).
-// "inv-1chk" rows: one chunk per CTA (set_attention_streaming(false)), for comparison.
+// block 16): decode at batch 1/8/64 x context 1k/4k/16k (and the ~200-token context of a short
+// chat) against the KV-bandwidth floor, and single-sequence prefill of 1k/4k/16k tokens. Prints
+// one CSV line per case (see --help). Decode modes: "inv" = the automatic decode grid,
+// "legacy" / "legacy-1chk" = the stream grid / one chunk per CTA with the merge kernel,
+// "vV-sS-fF" / "vV-cC-fF" = decode variant V forced with S sub-tiles per warp / C chunks per
+// CTA, fold F (--sweep), "noninv".
 // Decode is timed as CUDA-graph replays over several KV copies, so that small caches are not
 // served from L2; each number is the median of 7 timed replays.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "ops/cuda/attention_control.cuh"
@@ -84,12 +88,19 @@ double time_graph(cudaStream_t st, int per_replay, F&& fn) {
   return median(t);
 }
 
+// A decode grid to time: kDecodeAuto, kDecodeLegacy (with `streaming`) or a forced variant.
+struct DecodeCfg {
+  int variant, spw, cpc, fold;
+  bool streaming;
+};
+
 // Decode: `batch` sequences of `ctx` keys each, one query token per sequence. `copies` disjoint
 // sets of blocks (each with its own block table) rotate so the cache is read from HBM.
-void bench_decode(cudaStream_t st, int batch, int ctx, bool invariant, bool streaming = true) {
+void bench_decode(cudaStream_t st, int batch, int ctx, bool invariant,
+                  const std::vector<DecodeCfg>& cfgs) {
   const int64_t blocks_per_seq = (ctx + kBs - 1) / kBs;
   const double kv_bytes = 2.0 * batch * ctx * kHkv * kDh * 2;
-  const int copies = int(std::clamp(256e6 / kv_bytes, 1.0, 32.0));
+  const int copies = int(std::clamp(256e6 / kv_bytes, 1.0, 512.0));  // >= 256 MB: past L2
   const int64_t num_blocks = blocks_per_seq * batch * copies;
   Buffer bk, bv, bq, bo, bseq, bpos;
   Tensor kc = dev(bk, DType::kBF16, {num_blocks, kBs, kHkv, kDh});
@@ -112,21 +123,32 @@ void bench_decode(cudaStream_t st, int batch, int ctx, bool invariant, bool stre
   x.stream = st;
   x.batch_invariant = invariant;
   const float scale = 0.08838834764831845f;
-  cuda::set_attention_streaming(streaming);
-  const double us = time_graph(st, copies, [&] {
-    for (int c = 0; c < copies; ++c) {
-      AttentionMeta meta{tseq, tpos, table_t[c], kBs, ctx};
-      cuda::attention(x, q, kc, vc, meta, scale, out);
-    }
-  });
   const double floor_us = kv_bytes / kBandwidth * 1e6;
-  cuda::set_attention_streaming(true);
-  std::printf("decode,%s,%d,%d,%.2f,%.2f,%.3f\n",
-              !invariant  ? "noninv"
-              : streaming ? "inv"
-                          : "inv-1chk",
-              batch, ctx, us, floor_us, floor_us / us);
-  std::fflush(stdout);
+  for (const DecodeCfg& cfg : cfgs) {
+    cuda::set_attention_streaming(cfg.streaming);
+    cuda::set_attention_decode(cfg.variant, cfg.spw, cfg.cpc, cfg.fold);
+    const double us = time_graph(st, copies, [&] {
+      for (int c = 0; c < copies; ++c) {
+        AttentionMeta meta{tseq, tpos, table_t[c], kBs, ctx};
+        cuda::attention(x, q, kc, vc, meta, scale, out);
+      }
+    });
+    cuda::set_attention_streaming(true);
+    cuda::set_attention_decode(cuda::kDecodeAuto);
+    char mode[48];
+    if (!invariant)
+      std::snprintf(mode, sizeof mode, "noninv");
+    else if (cfg.variant == cuda::kDecodeAuto)
+      std::snprintf(mode, sizeof mode, "inv");
+    else if (cfg.variant == cuda::kDecodeLegacy)
+      std::snprintf(mode, sizeof mode, cfg.streaming ? "legacy" : "legacy-1chk");
+    else if (cfg.cpc > 0)
+      std::snprintf(mode, sizeof mode, "v%d-c%d-f%d", cfg.variant, cfg.cpc, cfg.fold);
+    else
+      std::snprintf(mode, sizeof mode, "v%d-s%d-f%d", cfg.variant, cfg.spw, cfg.fold);
+    std::printf("decode,%s,%d,%d,%.2f,%.2f,%.3f\n", mode, batch, ctx, us, floor_us, floor_us / us);
+    std::fflush(stdout);
+  }
 }
 
 // Prefill: one sequence of `len` tokens, all at once (causal), timed as graph replays too.
@@ -164,24 +186,48 @@ void bench_prefill(cudaStream_t st, int len, cuda::AttentionPath path, int fused
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--help") == 0) {
-    std::printf(
-        "bench_attention: CSV lines kind,mode,batch,ctx,us,floor_us|tflops,floor_fraction\n");
-    return 0;
+  bool sweep = false, decode_only = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0) {
+      std::printf(
+          "bench_attention [--sweep] [--decode-only]: CSV lines "
+          "kind,mode,batch,ctx,us,floor_us|tflops,floor_fraction\n"
+          "  --sweep: also decode variants 1,4,5 x (a chunk per warp | 1, 2 chunks per CTA) x "
+          "fold 1,2\n");
+      return 0;
+    }
+    sweep |= std::strcmp(argv[i], "--sweep") == 0;
+    decode_only |= std::strcmp(argv[i], "--decode-only") == 0;
   }
   cuda::init_cuda_backend(0);
   cudaStream_t st;
   BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   std::printf("kind,mode,batch,ctx,us,floor_us_or_tflops,floor_fraction\n");
-  for (int batch : {1, 8, 64})
-    for (int ctx : {1024, 4096, 16384}) bench_decode(st, batch, ctx, true);
-  for (int batch : {1, 8, 64}) bench_decode(st, batch, 16384, true, /*streaming=*/false);
+  const std::pair<int, int> points[] = {{1, 200},   {8, 200},   {1, 1024},  {1, 4096},
+                                        {1, 16384}, {8, 1024},  {8, 4096},  {8, 16384},
+                                        {64, 1024}, {64, 4096}, {64, 16384}};
+  for (auto [batch, ctx] : points) {
+    std::vector<DecodeCfg> cfgs = {{cuda::kDecodeAuto, 0, 0, 0, true},
+                                   {cuda::kDecodeLegacy, 0, 0, 0, true}};
+    if (ctx == 16384) cfgs.push_back({cuda::kDecodeLegacy, 0, 0, 0, false});
+    if (sweep)
+      for (int v : {1, 4, 5})
+        for (int fold : {1, 2}) {
+          cfgs.push_back({v, 4, 0, fold, true});
+          for (int cpc : {1, 2}) cfgs.push_back({v, 0, cpc, fold, true});
+        }
+    bench_decode(st, batch, ctx, true, cfgs);
+  }
   for (int batch : {1, 64})
-    for (int ctx : {4096, 16384}) bench_decode(st, batch, ctx, false);
-  for (int len : {1024, 4096, 16384}) bench_prefill(st, len, cuda::AttentionPath::kAuto);
-  for (int config : {1, 2})
-    for (int len : {1024, 4096, 16384}) bench_prefill(st, len, cuda::AttentionPath::kFused, config);
-  bench_prefill(st, 1024, cuda::AttentionPath::kSplit);
+    for (int ctx : {4096, 16384})
+      bench_decode(st, batch, ctx, false, {{cuda::kDecodeAuto, 0, 0, 0, true}});
+  if (!decode_only) {
+    for (int len : {1024, 4096, 16384}) bench_prefill(st, len, cuda::AttentionPath::kAuto);
+    for (int config : {1, 2})
+      for (int len : {1024, 4096, 16384})
+        bench_prefill(st, len, cuda::AttentionPath::kFused, config);
+    bench_prefill(st, 1024, cuda::AttentionPath::kSplit);
+  }
   BITEXACT_CUDA_CHECK(cudaStreamDestroy(st));
   return 0;
 }

@@ -1,7 +1,9 @@
 // CUDA attention: against the CPU reference (tolerance), then bit for bit across batching: a
 // sequence alone == inside a batch of 64 mixed-length sequences, prefill == decode (one token at a
-// time after writing its KV), prefill chunks of 1/7/64/512 tokens, split grid == fused grid, CUDA
-// graph replay == eager; and in non-invariant mode the same comparisons must find a difference.
+// time after writing its KV), prefill chunks of 1/7/64/512 tokens, split grid == fused grid ==
+// every decode-grid variant (ring depth, cp.async / TMA) in every shape (warp-chunk, CTA-chunk),
+// CUDA graph replay == eager; and in non-invariant mode the same comparisons must find a
+// difference.
 #include <algorithm>
 #include <numeric>
 #include <utility>
@@ -132,14 +134,14 @@ class CudaAttention : public ::testing::Test {
  protected:
   void SetUp() override {
     init_cuda_backend(0);
-    set_attention_path(AttentionPath::kAuto);
-    set_attention_streaming(true);
-    set_attention_fused_config(0);
+    reset();
   }
-  void TearDown() override {
+  void TearDown() override { reset(); }
+  static void reset() {
     set_attention_path(AttentionPath::kAuto);
     set_attention_streaming(true);
     set_attention_fused_config(0);
+    set_attention_decode(kDecodeAuto);
   }
 };
 
@@ -192,6 +194,51 @@ TEST_F(CudaAttention, MatchesCpuFusedD64Block32G1) {
 TEST_F(CudaAttention, MatchesCpuFused4WarpsD128) {
   set_attention_fused_config(1);
   check_vs_cpu(32, 8, 128, 16, AttentionPath::kFused);
+}
+TEST_F(CudaAttention, MatchesCpuLegacyStreamD128) {
+  set_attention_decode(kDecodeLegacy);
+  check_vs_cpu(32, 8, 128, 16, AttentionPath::kSplit);
+}
+// Decode-grid shapes the tests force (spw, cpc, fold): automatic; warp-chunk with 1, 2 and 4
+// chunks per warp; CTA-chunk with 1, 2 and 4 chunks per CTA; the fold by the last CTA (1) or by
+// merge_chunks_kernel (2).
+struct DecodeShape {
+  int spw, cpc, fold;
+};
+constexpr DecodeShape kDecodeShapes[] = {{0, 0, 0}, {4, 0, 1}, {4, 0, 2}, {8, 0, 1}, {16, 0, 2},
+                                         {0, 1, 1}, {0, 1, 2}, {0, 2, 1}, {0, 4, 2}};
+
+// The decode grid on its own (forced with the split path, so prefill tokens take it too): every
+// variant in every shape gives the fused grid's bits, for head_dim 64 and 128, groups 1 to
+// 16 and KV blocks of 8 to 64 keys (a 16-key piece may span two blocks). The fused grid matches
+// the CPU reference above.
+TEST_F(CudaAttention, DecodeVariantsGiveFusedBits) {
+  struct Case {
+    int64_t hq, hkv, dh, bs;
+  };
+  const Case cases[] = {{32, 8, 128, 16}, {16, 8, 64, 32}, {16, 1, 128, 8}, {8, 8, 64, 64}};
+  const uint64_t seed = test_seed("attention decode variants");
+  for (const Case& c : cases) {
+    World w(seed, {1, 37, 64, 65, 256, 257, 700, 1300}, c.hq, c.hkv, c.dh, c.bs);
+    std::vector<Tok> toks;
+    for (int64_t s = 0; s < w.nseq; ++s) {
+      auto t = seq_tokens(w, s, 0, w.len[s]);
+      toks.insert(toks.end(), t.begin(), t.end());
+    }
+    set_attention_path(AttentionPath::kFused);
+    const Bytes ref = run(w, toks, w.gkc.t, w.gvc.t);
+    set_attention_path(AttentionPath::kSplit);
+    for (int v = 0; v < attention_decode_variants(); ++v)
+      for (auto [spw, cpc, fold] : kDecodeShapes) {
+        set_attention_decode(v, spw, cpc, fold);
+        EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref))
+            << "variant " << v << " spw " << spw << " cpc " << cpc << " fold " << fold << " hq "
+            << c.hq << " hkv " << c.hkv << " dh " << c.dh << " bs " << c.bs;
+      }
+    set_attention_decode(kDecodeLegacy);
+    EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref)) << "legacy, hq " << c.hq;
+    reset();
+  }
 }
 
 // 64 sequences of mixed lengths (a few long ones across many chunks).
@@ -253,36 +300,42 @@ struct Bitwise {
 TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
   Bitwise b(test_seed("attention bitwise"));
   World& w = b.w;
-  // Grids: auto, split with chunks streamed per CTA, split with one chunk per CTA, and the
-  // three fused configurations.
+  // Grids: auto; the legacy split family (chunks streamed per CTA, one chunk per CTA); the three
+  // fused configurations; every decode variant in every shape.
   struct Grid {
     AttentionPath path;
     bool streaming;
     int fused_config;
+    int decode, spw, cpc, fold;
   };
-  const Grid grids[] = {{AttentionPath::kAuto, true, 0},   {AttentionPath::kSplit, true, 0},
-                        {AttentionPath::kSplit, false, 0}, {AttentionPath::kFused, true, 0},
-                        {AttentionPath::kFused, true, 1},  {AttentionPath::kFused, true, 2}};
+  std::vector<Grid> grids = {{AttentionPath::kAuto, true, 0, kDecodeAuto, 0, 0, 0},
+                             {AttentionPath::kSplit, true, 0, kDecodeLegacy, 0, 0, 0},
+                             {AttentionPath::kSplit, false, 0, kDecodeLegacy, 0, 0, 0},
+                             {AttentionPath::kFused, true, 0, kDecodeAuto, 0, 0, 0},
+                             {AttentionPath::kFused, true, 1, kDecodeAuto, 0, 0, 0},
+                             {AttentionPath::kFused, true, 2, kDecodeAuto, 0, 0, 0}};
+  for (int v = 0; v < attention_decode_variants(); ++v)
+    for (auto [spw, cpc, fold] : kDecodeShapes)
+      grids.push_back({AttentionPath::kSplit, true, 0, v, spw, cpc, fold});
   for (const Grid& grid : grids) {
     set_attention_path(grid.path);
     set_attention_streaming(grid.streaming);
     set_attention_fused_config(grid.fused_config);
-    const int pi = int(&grid - grids);
+    set_attention_decode(grid.decode, grid.spw, grid.cpc, grid.fold);
+    const int pi = int(&grid - grids.data());
     // Prefill of all 64 sequences at once.
     Bytes all = run(w, b.all_tokens(), w.gkc.t, w.gvc.t);
     for (int64_t s = 0; s < w.nseq; ++s)
       ASSERT_TRUE(same_bytes(rows_of(all, w.first[s], w.len[s], b.row_bytes), b.alone[s]))
-          << "batch prefill, seq " << s << " path " << pi;
+          << "batch prefill, seq " << s << " grid " << pi;
     // Decode step of the 64 sequences (each one's last token).
     Bytes dec = run(w, b.last_tokens(), w.gkc.t, w.gvc.t);
     for (int64_t s = 0; s < w.nseq; ++s)
       ASSERT_TRUE(same_bytes(rows_of(dec, s, 1, b.row_bytes),
                              rows_of(b.alone[s], w.len[s] - 1, 1, b.row_bytes)))
-          << "batch decode, seq " << s << " path " << pi;
+          << "batch decode, seq " << s << " grid " << pi;
   }
-  set_attention_path(AttentionPath::kAuto);
-  set_attention_streaming(true);
-  set_attention_fused_config(0);
+  reset();
   // Decode one token at a time, and prefill in chunks, on the longest sequences.
   const int64_t s_long = std::max_element(w.len.begin(), w.len.end()) - w.len.begin();
   int64_t s_mid = -1;
@@ -297,9 +350,20 @@ TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
       << "chunked prefill of the 2600-token sequence";
   EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long]))
       << "decode of the 2600-token sequence";
+  // Token by token through forced decode shapes (variant, spw, cpc): warp-chunk and CTA-chunk,
+  // cp.async and TMA.
+  const int forced[][4] = {{1, 4, 0, 1}, {0, 0, 1, 1}, {3, 0, 2, 2}, {2, 8, 0, 2}};
+  for (auto [v, spw, cpc, fold] : forced) {
+    set_attention_decode(v, spw, cpc, fold);
+    EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long]))
+        << "decode of the 2600-token sequence, variant " << v << " spw " << spw << " cpc " << cpc
+        << " fold " << fold;
+  }
+  set_attention_decode(kDecodeLegacy);
+  EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long])) << "decode, legacy stream grid";
   set_attention_streaming(false);
   EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long])) << "decode, one chunk per CTA";
-  set_attention_streaming(true);
+  reset();
 }
 
 TEST_F(CudaAttention, GraphReplayEqualsEager) {
@@ -307,7 +371,12 @@ TEST_F(CudaAttention, GraphReplayEqualsEager) {
   World& w = b.w;
   cudaStream_t st;
   BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  for (bool decode : {true, false}) {
+  // Decode with the automatic grid, then forced CTA-chunk and warp-chunk shapes; prefill last.
+  const int shapes[][4] = {
+      {kDecodeAuto, 0, 0, 0}, {1, 0, 1, 1}, {2, 4, 0, 1}, {3, 0, 1, 2}, {kDecodeAuto, -1, 0, 0}};
+  for (auto [variant, spw, cpc, fold] : shapes) {
+    const bool decode = spw >= 0;
+    set_attention_decode(variant, std::max(spw, 0), cpc, fold);
     std::vector<Tok> toks = decode ? b.last_tokens() : b.all_tokens();
     const int64_t m = int64_t(toks.size());
     std::vector<int32_t> seq, pos, rows;
@@ -334,12 +403,16 @@ TEST_F(CudaAttention, GraphReplayEqualsEager) {
     ops::cuda::attention(gpu_ctx(st), q.t, w.gkc.t, w.gvc.t, meta, scale, out.t);
     BITEXACT_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
     BITEXACT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    poison(out.t);
-    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
-    BITEXACT_CUDA_CHECK(cudaGraphLaunch(exec, st));
-    BITEXACT_CUDA_CHECK(cudaStreamSynchronize(st));
-    EXPECT_TRUE(same_bytes(download_bytes(out.t), eager))
-        << (decode ? "decode" : "prefill") << " graph replay";
+    // Replayed twice: the decode grid's arrival counters must be back at zero after a launch.
+    for (int replay = 0; replay < 2; ++replay) {
+      poison(out.t);
+      BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+      BITEXACT_CUDA_CHECK(cudaGraphLaunch(exec, st));
+      BITEXACT_CUDA_CHECK(cudaStreamSynchronize(st));
+      EXPECT_TRUE(same_bytes(download_bytes(out.t), eager))
+          << (decode ? "decode" : "prefill") << " graph replay " << replay << ", variant "
+          << variant;
+    }
     for (int64_t s = 0; s < w.nseq && decode; ++s)
       ASSERT_TRUE(same_bytes(rows_of(eager, s, 1, b.row_bytes),
                              rows_of(b.alone[s], w.len[s] - 1, 1, b.row_bytes)));
