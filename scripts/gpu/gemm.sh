@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the GEMM (ops::cuda::linear) tests and benchmark on the GPU machine and writes logs to
 # OUTDIR. Usage: scripts/gpu/gemm.sh OUTDIR [BINDIR (default .carry/gemm)] [bench flags...]
-# BINDIR holds linear_cuda_test, linear_invariance_test and bench_gemm built for sm_90a.
+# BINDIR holds linear_cuda_test, linear_invariance_test, linear_wgmma_test and bench_gemm (sm_90a).
 set -u -o pipefail
 OUT_DIR=${1:?usage: gemm.sh OUTDIR [BINDIR] [bench flags]}
 BIN_DIR=${2:-.carry/gemm}
@@ -17,7 +17,7 @@ echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv \
   2>&1 | tee "$OUT_DIR/device.log"
 status=0
-for t in linear_cuda_test linear_invariance_test; do
+for t in linear_cuda_test linear_invariance_test linear_wgmma_test; do
   echo "== $t"
   timeout 200 "$BIN_DIR/$t" --gtest_color=no > "$OUT_DIR/$t.log" 2>&1
   rc=$?
