@@ -11,6 +11,7 @@
 #include "ops/cuda/attention_decode.cuh"
 #include "ops/cuda/attention_fused.cuh"
 #include "ops/cuda/attention_stream.cuh"
+#include "ops/cuda/attention_tile4.cuh"
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 
@@ -176,6 +177,22 @@ void launch_decode_t(const attn::Params& p, const attn::DecodeArgs& a, cudaStrea
   BITEXACT_CUDA_CHECK_LAUNCH();
 }
 
+// attention_tile4.cuh's grid: clusters of 4 CTAs (one per sub-tile of a chunk) per (token, kv
+// head, chunk); chunk partials folded by merge_chunks_kernel.
+template <int DH>
+void launch_tile4(const attn::Params& p, const attn::DecodeArgs& a, cudaStream_t st) {
+  const int smem = attn::tile4_smem_bytes<DH>(p.group);
+  static std::atomic<uint64_t> configured{0};
+  once_per_device(configured, [] {
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::tile4_kernel<DH>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             attn::tile4_smem_bytes<DH>(16)));
+  });
+  const dim3 grid(unsigned(int64_t(p.M) * p.hkv * a.max_units * 4));
+  attn::tile4_kernel<DH><<<grid, 128, smem, st>>>(p, a);
+  BITEXACT_CUDA_CHECK_LAUNCH();
+}
+
 template <int DH>
 void launch_decode(int variant, const attn::Params& p, const attn::DecodeArgs& a, cudaStream_t st) {
   switch (variant) {
@@ -199,8 +216,10 @@ void launch_decode(int variant, const attn::Params& p, const attn::DecodeArgs& a
 // The decode grid's shape for M tokens of up to `chunks` chunks (speed only): the variant,
 // either warp-chunk (spw sub-tiles per warp) or CTA-chunk (cpc chunks per CTA), and who folds
 // the chunk partials. From the H100 sweep of 2026-11-24 (docs/PERFORMANCE.md), in chunks of work
-// w = M * hkv * chunks per SM: below 1.5 the legacy stream grid is as fast or faster (a single
-// chunk's latency dominates; variant kDecodeLegacy); below 3, CTA-chunk (4 warps per chunk);
+// w = M * hkv * chunks per SM: up to 0.5 the tile4 grid (4 warps per sub-tile: a sub-tile's
+// latency dominates; H100 b1 x 200 keys 9.4 -> 7.1 us, b1 x 1k 13.1 -> 10.9, b8 x 200 10.0 -> 9.2
+// vs legacy, but b1 x 4k 20.9 vs 15.4); below 1.5 the legacy stream grid is as fast or faster
+// (variant kDecodeLegacy); below 3, CTA-chunk (4 warps per chunk);
 // above, a chunk per warp, with the 8-slot cp.async ring below 6 and the 4-slot TMA ring above.
 // merge_chunks_kernel folds: the last-CTA fold was never faster (1-2% slower at batch 64, up to
 // 55% at small batches, where every CTA pays the fence and counter round trips).
@@ -211,6 +230,7 @@ DecodeShape pick_decode(int64_t M, int64_t hkv, int64_t chunks) {
   DecodeShape d{g_decode_variant, g_decode_spw, g_decode_cpc, g_decode_fold};
   const int64_t heads = M * hkv, work = heads * chunks, sms = sm_count();
   if (d.variant == kDecodeAuto) {
+    if (2 * work <= sms) return {kDecodeTile4, 0, 0, 0};
     if (2 * work < 3 * sms) return {kDecodeLegacy, 0, 0, 0};
     d.variant = work >= 3 * sms && work < 6 * sms ? 4 : 1;
   }
@@ -289,7 +309,7 @@ void set_attention_path(AttentionPath path) { g_path = path; }
 void set_attention_streaming(bool on) { g_streaming = on; }
 void set_attention_fused_config(int config) { g_fused_config = config; }
 void set_attention_decode(int variant, int spw, int cpc, int fold) {
-  if (variant >= kNumDecodeVariants || variant < kDecodeLegacy)
+  if (variant >= kNumDecodeVariants || variant < kDecodeTile4)
     fail(ErrorKind::kInvalidArgument,
          "set_attention_decode: no variant " + std::to_string(variant));
   if (spw < 0 || spw % 4 != 0 || cpc < 0 || (spw > 0 && cpc > 0) || fold < 0 || fold > 2)
@@ -392,6 +412,28 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
   // (allocated outside capture; without them merge_chunks_kernel folds). The legacy stream /
   // split grids stay selectable (same bits), serve the smallest grids and non-invariant mode.
   DecodeShape d = pick_decode(M, hkv, chunks);
+  if (!fused && ctx.batch_invariant && d.variant == kDecodeTile4) {
+    attn::DecodeArgs a{};
+    a.max_units = int(chunks);
+    if (chunks > 1) {
+      float* ws = static_cast<float*>(ensure_workspace(partial_bytes(M, chunks, hq, dh), st));
+      p.part_o = ws;
+      p.part_ml = ws + M * hq * chunks * dh;
+    }
+    if (dh == 64)
+      launch_tile4<64>(p, a, st);
+    else
+      launch_tile4<128>(p, a, st);
+    if (chunks > 1) {  // same workspace layout: [M, hq, chunks] partials
+      const dim3 grid(unsigned(p.M), unsigned(p.hq));
+      if (dh == 64)
+        attn::merge_chunks_kernel<64><<<grid, 64, 0, st>>>(p);
+      else
+        attn::merge_chunks_kernel<128><<<grid, 128, 0, st>>>(p);
+      BITEXACT_CUDA_CHECK_LAUNCH();
+    }
+    return;
+  }
   if (!fused && ctx.batch_invariant && d.variant != kDecodeLegacy) {
     int* cnt = nullptr;
     if (d.fold == 1 && M * hkv <= kMaxCounters) cnt = counters(!capturing(st));

@@ -24,7 +24,9 @@ void set_attention_fused_config(int config);
 // or `cpc` > 0 chunks per CTA (CTA-chunk); both 0: chosen by shape. `fold`: who folds the chunk
 // partials, 1 = the last CTA to arrive, 2 = merge_chunks_kernel launched after; 0 = chosen.
 // Speed only; tests compare the bits of all of them.
-constexpr int kDecodeAuto = -1, kDecodeLegacy = -2;
+// kDecodeTile4 runs attention_tile4.cuh (a CTA of 4 warps per sub-tile, a cluster per chunk;
+// spw / cpc / fold are ignored): the tiniest grids' decode.
+constexpr int kDecodeAuto = -1, kDecodeLegacy = -2, kDecodeTile4 = -3;
 void set_attention_decode(int variant, int spw = 0, int cpc = 0, int fold = 0);
 int attention_decode_variants();
 

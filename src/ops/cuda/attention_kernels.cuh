@@ -3,6 +3,8 @@
 //  - decode (attention_decode.cuh, batch-invariant decode): warps stream sub-tiles through
 //    private K/V rings; a chunk per warp or 4 warps per chunk; chunk partials folded by
 //    merge_chunks_kernel (here) or by the last CTA to arrive.
+//  - tile4 (attention_tile4.cuh, the tiniest decode grids): 4 warps per sub-tile, a cluster of 4
+//    CTAs per chunk; chunk partials merged by merge_chunks_kernel.
 //  - stream (attention_stream.cuh, the legacy decode grid, kept for the smallest grids): CTA per
 //    (token, kv head, run of chunks of 256 keys); its 4 warps take the 4 sub-tiles of a chunk,
 //    merged in order (park_warp_partial + merge_warps_store); a token with several chunks

@@ -26,6 +26,10 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
 void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out);
 void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
+// top_tokens with the row cut into `slices` column slices of one CTA each (0: by the row length;
+// 1: one CTA per row). Speed only, for tests and benches: every slicing gives the same result.
+void top_tokens_sliced(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals,
+                       int slices);
 void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
                MoeRouting& routing);
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,

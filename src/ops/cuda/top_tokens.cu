@@ -1,7 +1,13 @@
-// CUDA top_tokens: one CTA per row. Each thread keeps its n best keys (ops/top_key.h) of a
-// strided slice in registers, then n rounds of a block-wide max pop the winners in order. Keys
-// are unique per column, so the result is the exact top-n whatever the launch shape or the order
-// in which a thread scans its slice.
+// CUDA top_tokens. Each thread keeps its n best keys (ops/top_key.h) of a strided part of the
+// columns in registers, then n rounds of a block-wide max pop the winners in order. Keys are
+// unique per column, so the top-n is one set in one order whatever the launch shape or scan
+// order. Long rows (a vocabulary: ~150k columns) are cut into column slices, one CTA each, so a
+// greedy step's top-1 is not one SM's work: each slice's CTA publishes its n best keys, and the
+// last CTA of the row to finish (integer counter) pops the row's n best from those candidates,
+// which hold the row's top-n because the keys are unique.
+#include <map>
+#include <mutex>
+
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/pdl.cuh"
@@ -10,20 +16,22 @@
 namespace bitexact::ops::cuda {
 namespace {
 
-template <int kThreads, int kMaxN, typename T>
-__global__ void __launch_bounds__(kThreads)
-    top_tokens_kernel(const T* __restrict__ x, int64_t xs, int64_t v, int n, int32_t* __restrict__ ids,
-                      float* __restrict__ vals) {
-  __shared__ uint64_t warp_best[kThreads / 32];
-  pdl_wait();
-  pdl_launch_dependents();
-  const T* row = x + blockIdx.x * xs;
-  uint64_t best[kMaxN];  // descending; 0 = empty (every real key, NaN's too, is above 0)
+constexpr int64_t kSliceColumns = 8192;  // columns per CTA of a sliced row
+constexpr int kMaxSlices = 64;
+
+// A thread's n best keys, descending; 0 = empty (every real key, NaN's too, is above 0).
+template <int kMaxN>
+struct TopList {
+  uint64_t best[kMaxN];
+  uint64_t floor_key;  // best[n-1]: a key must beat it to enter
+  int n;
+  __device__ __forceinline__ void init(int n_) {
+    n = n_;
+    floor_key = 0;
 #pragma unroll
-  for (int j = 0; j < kMaxN; ++j) best[j] = 0;
-  uint64_t floor_key = 0;  // best[n-1]: a key must beat it to enter
-  auto consider = [&](float val, int64_t i) {
-    uint64_t k = top_key(val, int32_t(i));
+    for (int j = 0; j < kMaxN; ++j) best[j] = 0;
+  }
+  __device__ __forceinline__ void consider(uint64_t k) {
     if (k <= floor_key) return;
 #pragma unroll
     for (int j = 0; j < kMaxN; ++j)  // insertion by bubbling: indices stay compile-time
@@ -35,16 +43,20 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < kMaxN; ++j)
       if (j == n - 1) floor_key = best[j];
-  };
-  // The top-n of unique keys is a function of the set of (value, column) pairs, so the scan
-  // order is free: bf16 rows on 16-byte boundaries are read 8 values per load, kUnroll loads in
-  // flight per thread (a greedy step's logits row is ~300 KB; scalar loads left it latency-bound).
-  int64_t done = 0;
+  }
+};
+
+// Considers columns [c0, c1) of `row`. The scan order is free (see the header): bf16 columns on
+// 16-byte boundaries are read 8 per load, kUnroll loads in flight per thread.
+template <int kThreads, int kMaxN, typename T>
+__device__ __forceinline__ void scan_columns(const T* row, int64_t c0, int64_t c1,
+                                             TopList<kMaxN>& t) {
+  int64_t done = c0;
   if constexpr (sizeof(T) == 2) {
-    if (reinterpret_cast<uintptr_t>(row) % 16 == 0) {
+    if (reinterpret_cast<uintptr_t>(row + c0) % 16 == 0) {
       constexpr int kUnroll = 4;
-      const uint4* row8 = reinterpret_cast<const uint4*>(row);
-      const int64_t groups = v / 8;
+      const uint4* row8 = reinterpret_cast<const uint4*>(row + c0);
+      const int64_t groups = (c1 - c0) / 8;
       for (int64_t g0 = threadIdx.x; g0 < groups; g0 += int64_t(kThreads) * kUnroll) {
         uint4 pack[kUnroll];
 #pragma unroll
@@ -58,57 +70,161 @@ __global__ void __launch_bounds__(kThreads)
           if (g >= groups) break;
           const T* e = reinterpret_cast<const T*>(&pack[u]);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) consider(to_f32(e[j]), g * 8 + j);
+          for (int j = 0; j < 8; ++j) t.consider(top_key(to_f32(e[j]), int32_t(c0 + g * 8 + j)));
         }
       }
-      done = groups * 8;
+      done = c0 + groups * 8;
     }
   }
-  for (int64_t i = done + threadIdx.x; i < v; i += kThreads) consider(to_f32(row[i]), i);
+  for (int64_t i = done + threadIdx.x; i < c1; i += kThreads)
+    t.consider(top_key(to_f32(row[i]), int32_t(i)));
+}
+
+// One round of the block-wide max: every thread gets the largest remaining key (0 when none),
+// and its one owner (keys are unique) pops it.
+template <int kThreads, int kMaxN>
+__device__ __forceinline__ uint64_t pop_round(TopList<kMaxN>& t, uint64_t* warp_best) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int round = 0; round < n; ++round) {
-    const uint64_t w = warp_max_key(best[0]);
-    if (lane == 0) warp_best[warp] = w;
-    __syncthreads();
-    uint64_t top = lane < kThreads / 32 ? warp_best[lane] : 0;
-    top = warp_max_key(top);
-    if (best[0] == top && top != 0) {  // the one owner (keys are unique) pops its head
+  const uint64_t w = warp_max_key(t.best[0]);
+  if (lane == 0) warp_best[warp] = w;
+  __syncthreads();
+  uint64_t top = lane < kThreads / 32 ? warp_best[lane] : 0;
+  top = warp_max_key(top);
+  if (t.best[0] == top && top != 0) {
 #pragma unroll
-      for (int j = 0; j + 1 < kMaxN; ++j) best[j] = best[j + 1];
-      best[kMaxN - 1] = 0;
+    for (int j = 0; j + 1 < kMaxN; ++j) t.best[j] = t.best[j + 1];
+    t.best[kMaxN - 1] = 0;
+  }
+  __syncthreads();  // warp_best is rewritten next round
+  return top;
+}
+
+struct SliceScratch {
+  uint64_t* cand;  // [rows, slices, n]: each slice's n best keys
+  int* counters;   // [rows]: finished slices; the last one resets it to 0
+};
+
+// Grid (rows, slices). slices == 1: the CTA owns the whole row and writes the result.
+template <int kThreads, int kMaxN, typename T>
+__global__ void __launch_bounds__(kThreads)
+    top_tokens_kernel(const T* __restrict__ x, int64_t xs, int64_t v, int n, int64_t slice,
+                      SliceScratch scratch, int32_t* __restrict__ ids, float* __restrict__ vals) {
+  __shared__ uint64_t warp_best[kThreads / 32];
+  __shared__ bool is_last;
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.x;
+  const int slices = gridDim.y;
+  const T* row = x + r * xs;
+  TopList<kMaxN> t;
+  t.init(n);
+  const int64_t c0 = blockIdx.y * slice;
+  scan_columns<kThreads>(row, c0, min(v, c0 + slice), t);
+  if (slices > 1) {
+    uint64_t* cand = scratch.cand + r * slices * n;
+    for (int round = 0; round < n; ++round) {
+      const uint64_t top = pop_round<kThreads>(t, warp_best);
+      if (threadIdx.x == 0) __stcg(cand + int64_t(blockIdx.y) * n + round, top);
     }
+    // Integer arrival count (no float atomics); whichever CTA is last merges, and the merge is a
+    // function of the set of candidates alone.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const int prev = atomicAdd(scratch.counters + r, 1);
+      is_last = prev == slices - 1;
+      if (is_last) scratch.counters[r] = 0;  // ready for the next launch
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    t.init(n);
+    for (int i = threadIdx.x; i < slices * n; i += kThreads) t.consider(__ldcg(cand + i));
+  }
+  for (int round = 0; round < n; ++round) {
+    const uint64_t top = pop_round<kThreads>(t, warp_best);
     if (threadIdx.x == 0) {
       // Fewer than n real keys can only happen with NaN rows: report column 0's value then.
       const int32_t col = top == 0 ? 0 : top_key_column(top);
-      ids[blockIdx.x * n + round] = col;
-      vals[blockIdx.x * n + round] = to_f32(row[col]);
+      ids[r * n + round] = col;
+      vals[r * n + round] = to_f32(row[col]);
     }
-    __syncthreads();  // warp_best is rewritten next round
   }
 }
 
+// Per-device candidates and counters of sliced rows: grown outside graph capture, never shrunk.
+SliceScratch slice_scratch(int64_t rows, int slices, int n, cudaStream_t st) {
+  struct Buffers {
+    uint64_t* cand = nullptr;
+    int* counters = nullptr;
+    int64_t cand_len = 0, counters_len = 0;
+  };
+  static std::mutex mu;
+  static std::map<int, Buffers> per_device;
+  int dev = 0;
+  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  Buffers& b = per_device[dev];
+  const int64_t want = rows * slices * n;
+  if (b.cand_len < want || b.counters_len < rows) {
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    BITEXACT_CUDA_CHECK(cudaStreamIsCapturing(st, &cap));
+    if (cap != cudaStreamCaptureStatusNone)
+      unsupported("top_tokens",
+                  "the candidate buffer must grow during a graph capture; run the "
+                  "shape once before capturing");
+    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());  // the old buffers may be in use
+    if (b.cand_len < want) {
+      BITEXACT_CUDA_CHECK(cudaFree(b.cand));
+      b.cand_len = std::max<int64_t>(want, 1 << 16);
+      BITEXACT_CUDA_CHECK(cudaMalloc(&b.cand, size_t(b.cand_len) * sizeof(uint64_t)));
+    }
+    if (b.counters_len < rows) {
+      BITEXACT_CUDA_CHECK(cudaFree(b.counters));
+      b.counters_len = std::max<int64_t>(rows, 1024);
+      BITEXACT_CUDA_CHECK(cudaMalloc(&b.counters, size_t(b.counters_len) * sizeof(int)));
+      BITEXACT_CUDA_CHECK(cudaMemset(b.counters, 0, size_t(b.counters_len) * sizeof(int)));
+      BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+  }
+  return {b.cand, b.counters};
+}
+
 template <typename T>
-void launch(const Tensor& x, Tensor& ids, Tensor& vals, cudaStream_t st) {
+void launch(const Tensor& x, Tensor& ids, Tensor& vals, int slices_forced, cudaStream_t st) {
   const int n = int(ids.dim(1));
-  const unsigned rows = unsigned(x.dim(0));
+  const int64_t rows = x.dim(0), v = x.dim(1);
+  int slices = slices_forced > 0
+                   ? slices_forced
+                   : int(std::min<int64_t>(kMaxSlices, (v + kSliceColumns - 1) / kSliceColumns));
+  // Slices of whole 8-column groups (vector loads stay aligned); no empty slice.
+  const int64_t slice = ((v + slices - 1) / slices + 7) / 8 * 8;
+  slices = int((v + slice - 1) / slice);
+  const SliceScratch scratch = slices > 1 ? slice_scratch(rows, slices, n, st) : SliceScratch{};
+  const dim3 grid{unsigned(rows), unsigned(slices), 1u};
   if (n == 1)
-    BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<512, 1, T>, dim3(rows), dim3(512), 0, st,
-                                   x.ptr<T>(), x.stride[0], x.dim(1), n, ids.ptr<int32_t>(),
+    BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<512, 1, T>, grid, dim3(512), 0, st, x.ptr<T>(),
+                                   x.stride[0], v, n, slice, scratch, ids.ptr<int32_t>(),
                                    vals.ptr<float>()));
   else
-    BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<256, kMaxTopTokens, T>, dim3(rows), dim3(256),
-                                   0, st, x.ptr<T>(), x.stride[0], x.dim(1), n,
+    BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<256, kMaxTopTokens, T>, grid, dim3(256), 0, st,
+                                   x.ptr<T>(), x.stride[0], v, n, slice, scratch,
                                    ids.ptr<int32_t>(), vals.ptr<float>()));
 }
 
 }  // namespace
 
-void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals) {
+void top_tokens_sliced(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals,
+                       int slices) {
   if (x.dim(0) == 0) return;
   if (x.dtype == DType::kBF16)
-    launch<__nv_bfloat16>(x, ids, vals, stream_of(ctx));
+    launch<__nv_bfloat16>(x, ids, vals, slices, stream_of(ctx));
   else
-    launch<float>(x, ids, vals, stream_of(ctx));
+    launch<float>(x, ids, vals, slices, stream_of(ctx));
+}
+
+void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals) {
+  top_tokens_sliced(ctx, x, ids, vals, 0);
 }
 
 }  // namespace bitexact::ops::cuda

@@ -1,8 +1,10 @@
 // Benchmark of CUDA attention on Qwen3-8B-like heads (32 q heads, 8 kv heads, head_dim 128,
-// block 16): decode at batch 1/8/64 x context 1k/4k/16k (and the ~200-token context of a short
-// chat) against the KV-bandwidth floor, and single-sequence prefill of 1k/4k/16k tokens. Prints
-// one CSV line per case (see --help). Decode modes: "inv" = the automatic decode grid,
-// "legacy" / "legacy-1chk" = the stream grid / one chunk per CTA with the merge kernel,
+// block 16): decode at batch 1/8/64 x context 1k/4k/16k (batch 1 also 2k, and the ~200-token
+// context of a short chat) against the KV-bandwidth floor, and single-sequence prefill of
+// 1k/4k/16k tokens. Prints one CSV line per case (see --help). Decode modes: "inv" = the
+// automatic decode grid, "legacy" / "legacy-1chk" = the stream grid / one chunk per CTA with the
+// merge kernel,
+// "tile4" = attention_tile4.cuh's grid (4 warps per sub-tile, a cluster per chunk),
 // "vV-sS-fF" / "vV-cC-fF" = decode variant V forced with S sub-tiles per warp / C chunks per
 // CTA, fold F (--sweep), "noninv".
 // Decode is timed as CUDA-graph replays over several KV copies, so that small caches are not
@@ -140,6 +142,8 @@ void bench_decode(cudaStream_t st, int batch, int ctx, bool invariant,
       std::snprintf(mode, sizeof mode, "noninv");
     else if (cfg.variant == cuda::kDecodeAuto)
       std::snprintf(mode, sizeof mode, "inv");
+    else if (cfg.variant == cuda::kDecodeTile4)
+      std::snprintf(mode, sizeof mode, "tile4");
     else if (cfg.variant == cuda::kDecodeLegacy)
       std::snprintf(mode, sizeof mode, cfg.streaming ? "legacy" : "legacy-1chk");
     else if (cfg.cpc > 0)
@@ -203,12 +207,13 @@ int main(int argc, char** argv) {
   cudaStream_t st;
   BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   std::printf("kind,mode,batch,ctx,us,floor_us_or_tflops,floor_fraction\n");
-  const std::pair<int, int> points[] = {{1, 200},   {8, 200},   {1, 1024},  {1, 4096},
-                                        {1, 16384}, {8, 1024},  {8, 4096},  {8, 16384},
-                                        {64, 1024}, {64, 4096}, {64, 16384}};
+  const std::pair<int, int> points[] = {{1, 200},   {8, 200},   {1, 1024},  {1, 2048},
+                                        {1, 4096},  {1, 16384}, {8, 1024},  {8, 4096},
+                                        {8, 16384}, {64, 1024}, {64, 4096}, {64, 16384}};
   for (auto [batch, ctx] : points) {
     std::vector<DecodeCfg> cfgs = {{cuda::kDecodeAuto, 0, 0, 0, true},
-                                   {cuda::kDecodeLegacy, 0, 0, 0, true}};
+                                   {cuda::kDecodeLegacy, 0, 0, 0, true},
+                                   {cuda::kDecodeTile4, 0, 0, 0, true}};
     if (ctx == 16384) cfgs.push_back({cuda::kDecodeLegacy, 0, 0, 0, false});
     if (sweep)
       for (int v : {1, 4, 5})

@@ -1,7 +1,8 @@
 // CUDA attention: against the CPU reference (tolerance), then bit for bit across batching: a
 // sequence alone == inside a batch of 64 mixed-length sequences, prefill == decode (one token at a
 // time after writing its KV), prefill chunks of 1/7/64/512 tokens, split grid == fused grid ==
-// every decode-grid variant (ring depth, cp.async / TMA) in every shape (warp-chunk, CTA-chunk),
+// every decode-grid variant (ring depth, cp.async / TMA) in every shape (warp-chunk, CTA-chunk)
+// == the tile4 grid (4 warps per sub-tile),
 // CUDA graph replay == eager; and in non-invariant mode the same comparisons must find a
 // difference.
 #include <algorithm>
@@ -199,6 +200,10 @@ TEST_F(CudaAttention, MatchesCpuLegacyStreamD128) {
   set_attention_decode(kDecodeLegacy);
   check_vs_cpu(32, 8, 128, 16, AttentionPath::kSplit);
 }
+TEST_F(CudaAttention, MatchesCpuTile4D128) {
+  set_attention_decode(kDecodeTile4);
+  check_vs_cpu(32, 8, 128, 16, AttentionPath::kSplit);
+}
 // Decode-grid shapes the tests force (spw, cpc, fold): automatic; warp-chunk with 1, 2 and 4
 // chunks per warp; CTA-chunk with 1, 2 and 4 chunks per CTA; the fold by the last CTA (1) or by
 // merge_chunks_kernel (2).
@@ -237,6 +242,9 @@ TEST_F(CudaAttention, DecodeVariantsGiveFusedBits) {
       }
     set_attention_decode(kDecodeLegacy);
     EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref)) << "legacy, hq " << c.hq;
+    set_attention_decode(kDecodeTile4);
+    EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref))
+        << "tile4, hq " << c.hq << " hkv " << c.hkv << " dh " << c.dh << " bs " << c.bs;
     reset();
   }
 }
@@ -311,6 +319,7 @@ TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
   std::vector<Grid> grids = {{AttentionPath::kAuto, true, 0, kDecodeAuto, 0, 0, 0},
                              {AttentionPath::kSplit, true, 0, kDecodeLegacy, 0, 0, 0},
                              {AttentionPath::kSplit, false, 0, kDecodeLegacy, 0, 0, 0},
+                             {AttentionPath::kSplit, true, 0, kDecodeTile4, 0, 0, 0},
                              {AttentionPath::kFused, true, 0, kDecodeAuto, 0, 0, 0},
                              {AttentionPath::kFused, true, 1, kDecodeAuto, 0, 0, 0},
                              {AttentionPath::kFused, true, 2, kDecodeAuto, 0, 0, 0}};
@@ -359,6 +368,8 @@ TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
         << "decode of the 2600-token sequence, variant " << v << " spw " << spw << " cpc " << cpc
         << " fold " << fold;
   }
+  set_attention_decode(kDecodeTile4);
+  EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long])) << "decode, tile4 grid";
   set_attention_decode(kDecodeLegacy);
   EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long])) << "decode, legacy stream grid";
   set_attention_streaming(false);
@@ -373,7 +384,8 @@ TEST_F(CudaAttention, GraphReplayEqualsEager) {
   BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   // Decode with the automatic grid, then forced CTA-chunk and warp-chunk shapes; prefill last.
   const int shapes[][4] = {
-      {kDecodeAuto, 0, 0, 0}, {1, 0, 1, 1}, {2, 4, 0, 1}, {3, 0, 1, 2}, {kDecodeAuto, -1, 0, 0}};
+      {kDecodeAuto, 0, 0, 0},  {1, 0, 1, 1},           {2, 4, 0, 1}, {3, 0, 1, 2},
+      {kDecodeTile4, 0, 0, 0}, {kDecodeAuto, -1, 0, 0}};
   for (auto [variant, spw, cpc, fold] : shapes) {
     const bool decode = spw >= 0;
     set_attention_decode(variant, std::max(spw, 0), cpc, fold);

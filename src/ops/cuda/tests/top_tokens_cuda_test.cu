@@ -76,6 +76,36 @@ TEST(CudaTopTokens, StridedRowsWithTail) {
   }
 }
 
+// Slicing is speed only: one CTA per row, the default slicing and odd slice counts give the same
+// ids and values (ties everywhere, a NaN, rows whose best entries sit in one slice).
+TEST(CudaTopTokens, EverySlicingGivesTheSameResult) {
+  init_cuda_backend(0);
+  std::mt19937_64 rng(test_seed("top_tokens slices"));
+  const int64_t rows = 7, v = 151936;
+  std::uniform_int_distribution<int> level(0, 63);
+  std::vector<float> x(size_t(rows * v));
+  for (auto& e : x) e = float(level(rng)) * 0.25f - 8.0f;
+  x[size_t(v + 3)] = NAN;
+  for (int64_t c = 0; c < 40; ++c) x[size_t(2 * v + 100000 + c)] = 30.0f;  // all in one slice
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (int n : {1, 20, 32}) {
+      auto gx = upload(x, dt, {rows, v});
+      auto run = [&](int slices) {
+        auto ids = device_empty(DType::kI32, {rows, n}), vals = device_empty(DType::kF32, {rows, n});
+        poison(ids.t);
+        poison(vals.t);
+        ops::cuda::top_tokens_sliced(gpu_ctx(), gx.t, ids.t, vals.t, slices);
+        return std::make_pair(download_bytes(ids.t), download_bytes(vals.t));
+      };
+      const auto one = run(1);
+      for (int slices : {0, 2, 7, 19, 64}) {
+        const auto got = run(slices);
+        EXPECT_TRUE(same_bytes(got.first, one.first)) << "ids n=" << n << " slices=" << slices;
+        EXPECT_TRUE(same_bytes(got.second, one.second)) << "vals n=" << n << " slices=" << slices;
+      }
+    }
+}
+
 TEST(CudaTopTokens, RowAloneEqualsRowInBatch) {
   init_cuda_backend(0);
   std::mt19937_64 rng(test_seed("top_tokens invariance"));
