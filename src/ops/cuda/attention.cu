@@ -303,6 +303,24 @@ int log2_exact(int64_t v) {
   return (int64_t(1) << s) == v ? s : -1;
 }
 
+// The decode grids' chunk partials: [M, hq, chunks] x (dh + 2) f32 in the shared workspace.
+void bind_chunk_partials(attn::Params& p, int64_t chunks, int64_t dh, cudaStream_t st) {
+  const int64_t M = p.M, hq = p.hq;
+  float* ws = static_cast<float*>(ensure_workspace(partial_bytes(M, chunks, hq, dh), st));
+  p.part_o = ws;
+  p.part_ml = ws + M * hq * chunks * dh;
+}
+
+// Folds the chunk partials of every (token, q head) in chunk order: merge_chunks_kernel.
+void merge_chunk_partials(const attn::Params& p, int64_t dh, cudaStream_t st) {
+  const dim3 grid(unsigned(p.M), unsigned(p.hq));
+  if (dh == 64)
+    attn::merge_chunks_kernel<64><<<grid, 64, 0, st>>>(p);
+  else
+    attn::merge_chunks_kernel<128><<<grid, 128, 0, st>>>(p);
+  BITEXACT_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void set_attention_path(AttentionPath path) { g_path = path; }
@@ -415,23 +433,12 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
   if (!fused && ctx.batch_invariant && d.variant == kDecodeTile4) {
     attn::DecodeArgs a{};
     a.max_units = int(chunks);
-    if (chunks > 1) {
-      float* ws = static_cast<float*>(ensure_workspace(partial_bytes(M, chunks, hq, dh), st));
-      p.part_o = ws;
-      p.part_ml = ws + M * hq * chunks * dh;
-    }
+    if (chunks > 1) bind_chunk_partials(p, chunks, dh, st);
     if (dh == 64)
       launch_tile4<64>(p, a, st);
     else
       launch_tile4<128>(p, a, st);
-    if (chunks > 1) {  // same workspace layout: [M, hq, chunks] partials
-      const dim3 grid(unsigned(p.M), unsigned(p.hq));
-      if (dh == 64)
-        attn::merge_chunks_kernel<64><<<grid, 64, 0, st>>>(p);
-      else
-        attn::merge_chunks_kernel<128><<<grid, 128, 0, st>>>(p);
-      BITEXACT_CUDA_CHECK_LAUNCH();
-    }
+    if (chunks > 1) merge_chunk_partials(p, dh, st);
     return;
   }
   if (!fused && ctx.batch_invariant && d.variant != kDecodeLegacy) {
@@ -460,23 +467,12 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
     a.max_units = int(chunks);
     a.fold_kernel = d.fold == 2;
     a.counters = cnt;
-    if (chunks > 1) {
-      float* ws = static_cast<float*>(ensure_workspace(partial_bytes(M, chunks, hq, dh), st));
-      p.part_o = ws;
-      p.part_ml = ws + M * hq * chunks * dh;
-    }
+    if (chunks > 1) bind_chunk_partials(p, chunks, dh, st);
     if (dh == 64)
       launch_decode<64>(d.variant, p, a, st);
     else
       launch_decode<128>(d.variant, p, a, st);
-    if (a.fold_kernel && chunks > 1) {  // same workspace layout: [M, hq, chunks] partials
-      const dim3 grid(unsigned(p.M), unsigned(p.hq));
-      if (dh == 64)
-        attn::merge_chunks_kernel<64><<<grid, 64, 0, st>>>(p);
-      else
-        attn::merge_chunks_kernel<128><<<grid, 128, 0, st>>>(p);
-      BITEXACT_CUDA_CHECK_LAUNCH();
-    }
+    if (a.fold_kernel && chunks > 1) merge_chunk_partials(p, dh, st);
     return;
   }
   if (!fused && splits > 1) {
