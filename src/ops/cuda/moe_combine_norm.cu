@@ -3,11 +3,13 @@
 // element is combined as moe_combine_kernel does (moe.cu: fmaf over the slots in order from +0,
 // rounded to bf16), then added and normed as rms_norm_kernel does with a residual (norm.cu: the
 // same threads per row from H alone, thread t taking 8-element groups t, t+T, ..., squares added
-// in ascending order, block_sum, the same final expression). So the bits are the two ops'.
+// in ascending order, block_sum, the same final expression: norm_row.cuh, shared with norm.cu).
+// So the bits are the two ops'.
 #include <type_traits>
 
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/norm_row.cuh"
 #include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda {
@@ -15,38 +17,13 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// norm.cu's threads per row, from the row length alone (its reduction tree).
-int norm_threads(int64_t d) { return d <= 256 ? 32 : d <= 2048 ? 128 : 256; }
 constexpr int kMaxGroups = 8;  // 8-element groups per thread: rows of up to 16384 at 256 threads
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Elements [i0, i0 + 8) of a bf16 row, raw: one 16-byte load when aligned, else eight 2-byte
-// loads (the same values). The caller keeps i0 + 8 <= the row length (H % 8 == 0, checked).
-__device__ __forceinline__ uint4 load8(const bf16* p, bool vec) {
-  if (vec) return *reinterpret_cast<const uint4*>(p);
-  bf16 e[8];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) e[j] = p[j];
-  uint4 u;
-  memcpy(&u, e, sizeof(u));
-  return u;
-}
-
-__device__ __forceinline__ float elem(const uint4& u, int j) {
-  return to_f32(reinterpret_cast<const bf16*>(&u)[j]);
-}
-
-__device__ __forceinline__ void store8(bf16* p, bool vec, const bf16 (&e)[8]) {
-  if (vec) {
-    uint4 u;
-    memcpy(&u, e, sizeof(u));
-    *reinterpret_cast<uint4*>(p) = u;
-  } else {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) p[j] = e[j];
-  }
-}
+using norm_row::elem;
+using norm_row::group;
+using norm_row::load8;
 
 struct CombineNormArgs {
   const bf16* y;  // [M*k, H], row stride ldy: each (token, slot)'s expert output
@@ -68,12 +45,7 @@ __global__ void __launch_bounds__(kThreads)
     moe_combine_norm_kernel(const CombineNormArgs a, const W* __restrict__ w /* [H] */) {
   __shared__ float scratch[32];
   float wv[kGroups][8];  // norm weights: no kernel writes them, read before the wait
-#pragma unroll
-  for (int gi = 0; gi < kGroups; ++gi) {
-    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) wv[gi][j] = g * 8 < a.d ? to_f32(w[g * 8 + j]) : 0.0f;
-  }
+  norm_row::load_weights<kThreads>(w, a.d, wv);
   pdl_wait();
   pdl_launch_dependents();
   const int64_t m = blockIdx.x;
@@ -81,7 +53,7 @@ __global__ void __launch_bounds__(kThreads)
   uint4 rv[kGroups];  // the residual, loaded beside the first slots
 #pragma unroll
   for (int gi = 0; gi < kGroups; ++gi) {
-    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+    const int64_t g = group<kThreads>(gi);
     if (g * 8 < a.d) rv[gi] = load8(res + g * 8, a.vec_res);
   }
   float c[kGroups][8];  // the combine, then the updated residual, of this thread's elements
@@ -103,7 +75,7 @@ __global__ void __launch_bounds__(kThreads)
       const bf16* yr = a.y + (m * a.k + s) * a.ldy;
 #pragma unroll
       for (int gi = 0; gi < kGroups; ++gi) {
-        const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+        const int64_t g = group<kThreads>(gi);
         if (g * 8 < a.d) yv[u][gi] = load8(yr + g * 8, a.vec_y);
       }
     }
@@ -112,7 +84,7 @@ __global__ void __launch_bounds__(kThreads)
       if (s0 + u >= a.k) break;
 #pragma unroll
       for (int gi = 0; gi < kGroups; ++gi) {
-        const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+        const int64_t g = group<kThreads>(gi);
         if (g * 8 < a.d) {
 #pragma unroll
           for (int j = 0; j < 8; ++j) c[gi][j] = fmaf(ws[u], elem(yv[u][gi], j), c[gi][j]);
@@ -123,9 +95,10 @@ __global__ void __launch_bounds__(kThreads)
   float acc = 0.0f;
 #pragma unroll
   for (int gi = 0; gi < kGroups; ++gi) {
-    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+    const int64_t g = group<kThreads>(gi);
     if (g * 8 >= a.d) break;
-    bf16 re[8];
+    uint4 rp;
+    bf16* re = reinterpret_cast<bf16*>(&rp);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float x = to_f32(from_f32<bf16>(c[gi][j]));  // moe_combine's output, rounded
@@ -133,25 +106,14 @@ __global__ void __launch_bounds__(kThreads)
       c[gi][j] = to_f32(re[j]);
       acc = fmaf(c[gi][j], c[gi][j], acc);
     }
-    store8(res + g * 8, a.vec_res, re);
+    norm_row::store8(res + g * 8, a.vec_res, rp);
   }
-  const float ss = block_sum<kThreads>(acc, scratch);
-  const float inv = 1.0f / sqrtf(ss / float(a.d) + a.eps);
-  bf16* o = a.out + m * a.ldo;
-#pragma unroll
-  for (int gi = 0; gi < kGroups; ++gi) {
-    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
-    if (g * 8 >= a.d) break;
-    bf16 oe[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) oe[j] = from_f32<bf16>(wv[gi][j] * (c[gi][j] * inv));
-    store8(o + g * 8, a.vec_out, oe);
-  }
+  norm_row::finish<kThreads>(acc, c, wv, a.d, a.eps, scratch, a.out + m * a.ldo, a.vec_out);
 }
 
 template <typename W>
 void launch(const CombineNormArgs& a, int64_t rows, const W* w, cudaStream_t stream) {
-  const int threads = norm_threads(a.d);
+  const int threads = norm_row::threads_for(a.d);
   const int64_t groups = (a.d / 8 + threads - 1) / threads;
   auto go = [&](auto threads_c, auto groups_c) {
     constexpr int kT = decltype(threads_c)::value, kG = decltype(groups_c)::value;

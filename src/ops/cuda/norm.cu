@@ -6,13 +6,14 @@
 
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/norm_row.cuh"
 #include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda {
 namespace {
 
-// Threads per row, from D only (the reduction tree must not depend on the batch).
-int norm_threads(int64_t d) { return d <= 256 ? 32 : d <= 2048 ? 128 : 256; }
+using norm_row::group;
+using norm_row::threads_for;
 
 // Sum of squares of x[0, d) in the order: thread t takes 8-element groups t, t+T, ... and adds
 // their elements in ascending order, then block_sum. `res` (optional) is residual: it receives
@@ -77,12 +78,7 @@ __global__ void __launch_bounds__(kThreads)
   using bf16 = __nv_bfloat16;
   __shared__ float scratch[32];
   float wv[kGroups][8];
-#pragma unroll
-  for (int gi = 0; gi < kGroups; ++gi) {
-    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) wv[gi][j] = g * 8 < d ? to_f32(w[g * 8 + j]) : 0.0f;
-  }
+  norm_row::load_weights<kThreads>(w, d, wv);
   pdl_wait();
   pdl_launch_dependents();
   const int64_t r = blockIdx.x;
@@ -92,16 +88,15 @@ __global__ void __launch_bounds__(kThreads)
   float acc = 0.0f;
 #pragma unroll
   for (int gi = 0; gi < kGroups; ++gi) {
-    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
+    const int64_t g = group<kThreads>(gi);
     if (g * 8 >= d) break;
-    uint4 xp = *reinterpret_cast<const uint4*>(xr + g * 8);
-    const bf16* xe = reinterpret_cast<const bf16*>(&xp);
+    const uint4 xp = *reinterpret_cast<const uint4*>(xr + g * 8);
     if (res != nullptr) {
       uint4 rp = *reinterpret_cast<const uint4*>(res + g * 8);
       bf16* re = reinterpret_cast<bf16*>(&rp);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        re[j] = from_f32<bf16>(to_f32(re[j]) + to_f32(xe[j]));
+        re[j] = from_f32<bf16>(to_f32(re[j]) + norm_row::elem(xp, j));
         v[gi][j] = to_f32(re[j]);
         acc = fmaf(v[gi][j], v[gi][j], acc);
       }
@@ -109,24 +104,12 @@ __global__ void __launch_bounds__(kThreads)
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        v[gi][j] = to_f32(xe[j]);
+        v[gi][j] = norm_row::elem(xp, j);
         acc = fmaf(v[gi][j], v[gi][j], acc);
       }
     }
   }
-  const float ss = block_sum<kThreads>(acc, scratch);
-  const float inv = 1.0f / sqrtf(ss / float(d) + eps);
-  bf16* o = out + ol.offset(r);
-#pragma unroll
-  for (int gi = 0; gi < kGroups; ++gi) {
-    const int64_t g = threadIdx.x + int64_t(gi) * kThreads;
-    if (g * 8 >= d) break;
-    uint4 op;
-    bf16* oe = reinterpret_cast<bf16*>(&op);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) oe[j] = from_f32<bf16>(wv[gi][j] * (v[gi][j] * inv));
-    *reinterpret_cast<uint4*>(o + g * 8) = op;
-  }
+  norm_row::finish<kThreads>(acc, v, wv, d, eps, scratch, out + ol.offset(r), true);
 }
 
 bool rows_aligned16(const void* base, const RowLayout& l) {
@@ -143,29 +126,42 @@ void launch_norm(const ExecContext& ctx, const Tensor& x, Tensor* residual, cons
   RowLayout rl = residual ? row_layout(*residual) : RowLayout{};
   cudaStream_t st = stream_of(ctx);
   const unsigned grid = unsigned(rows);
-  const int threads = norm_threads(d);
+  const int threads = threads_for(d);
   const int64_t groups = (d / 8 + threads - 1) / threads;
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (d % 8 == 0 && groups <= 4 && rows_aligned16(xp, row_layout(x)) &&
         rows_aligned16(out.data, row_layout(out)) && (rp == nullptr || rows_aligned16(rp, rl))) {
       auto vec = [&](auto kernel) {
-        BITEXACT_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(threads), 0, st, xp,
-                                       row_layout(x), rp, rl, w, out.ptr<T>(), row_layout(out), d,
-                                       eps));
+        BITEXACT_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(threads), 0, st, xp, row_layout(x),
+                                       rp, rl, w, out.ptr<T>(), row_layout(out), d, eps));
       };
       auto by_groups = [&](auto threads_c) {
         constexpr int kT = decltype(threads_c)::value;
         switch (groups) {
-          case 1: vec(rms_norm_vec_kernel<kT, 1, W>); break;
-          case 2: vec(rms_norm_vec_kernel<kT, 2, W>); break;
-          case 3: vec(rms_norm_vec_kernel<kT, 3, W>); break;
-          default: vec(rms_norm_vec_kernel<kT, 4, W>); break;
+          case 1:
+            vec(rms_norm_vec_kernel<kT, 1, W>);
+            break;
+          case 2:
+            vec(rms_norm_vec_kernel<kT, 2, W>);
+            break;
+          case 3:
+            vec(rms_norm_vec_kernel<kT, 3, W>);
+            break;
+          default:
+            vec(rms_norm_vec_kernel<kT, 4, W>);
+            break;
         }
       };
       switch (threads) {
-        case 32: by_groups(std::integral_constant<int, 32>{}); break;
-        case 128: by_groups(std::integral_constant<int, 128>{}); break;
-        default: by_groups(std::integral_constant<int, 256>{}); break;
+        case 32:
+          by_groups(std::integral_constant<int, 32>{});
+          break;
+        case 128:
+          by_groups(std::integral_constant<int, 128>{});
+          break;
+        default:
+          by_groups(std::integral_constant<int, 256>{});
+          break;
       }
       return;
     }
@@ -174,7 +170,7 @@ void launch_norm(const ExecContext& ctx, const Tensor& x, Tensor* residual, cons
     BITEXACT_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(threads), 0, st, xp, row_layout(x), rp,
                                    rl, w, out.ptr<T>(), row_layout(out), d, eps));
   };
-  switch (norm_threads(d)) {
+  switch (threads_for(d)) {
     case 32:
       go(rms_norm_kernel<32, T, W>, 32);
       break;
