@@ -102,6 +102,11 @@ void launch_small(LinearParams& p, bool split, cudaStream_t stream) {
 
 }  // namespace
 
+SplitBuffers linear_split_workspace(cudaStream_t stream, size_t floats, size_t counters) {
+  SplitWorkspace& ws = workspace_for(stream, floats, counters);
+  return {ws.partial, ws.counters};
+}
+
 LinearPlan linear_plan(int64_t N, int64_t K) {
   // Split K only as far as needed to give ~kTargetCtas CTAs of 64 columns at decode sizes, and
   // never into chunks shorter than kMinChunk. N and K are the model's, so the plan is fixed per
@@ -140,6 +145,9 @@ LinearPath linear_auto_path(int64_t M, int64_t N, int64_t K) {
   // N >= 2048 with short K (split-K mma.sync still wins at long K there). H100, gemm.md v4.
   if (M >= 128 || (M >= 32 && N >= 4096) || (M >= 64 && N >= 2048 && K <= 2048))
     return LinearPath::kWgmma;
+  // v5: split-K wgmma items (wgmma_auto_tile picks them) for few output tiles and S > 1, from
+  // M = 32: ahead of small_split on every narrow weight measured (gemm.md v5).
+  if (wgmma_split_pays(M, N, K, plan.S)) return LinearPath::kWgmma;
   const int64_t n64 = ceil_div(N, 64);
   const int64_t large_ctas = ceil_div(M, 128) * ceil_div(N, 128);
   const int64_t medium_ctas = ceil_div(M, 64) * ceil_div(N, 128);

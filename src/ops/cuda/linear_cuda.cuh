@@ -54,6 +54,15 @@ void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y);
 void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y,
                       LinearPath path = LinearPath::kAuto, int64_t plan_rows = 0);
 
+// The per-device split-K workspace (chunk partials, zeroed arrival counters) of the split paths,
+// grown to at least `floats` / `counters` (never inside a graph capture: throws there). Shared by
+// the mma.sync split path and the wgmma split tiles; kernels of one stream never overlap on it.
+struct SplitBuffers {
+  float* partial = nullptr;
+  int* counters = nullptr;
+};
+SplitBuffers linear_split_workspace(cudaStream_t stream, size_t floats, size_t counters);
+
 // Non-invariant baseline: cuBLASLt with its default heuristic (first result) for this shape.
 // Handle, workspace and the chosen algorithm are cached per device and shape.
 void linear_cublaslt(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y);

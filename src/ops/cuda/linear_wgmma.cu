@@ -52,11 +52,11 @@ CUtensorMap make_tensor_map(const void* ptr, int64_t rows, int64_t K, int64_t ld
   return map;
 }
 
-template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER>
+template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER, bool SPLIT = false>
 void launch_tile(LinearParams p, cudaStream_t stream) {
   constexpr int smem = wgmma_smem_bytes<BM, BN, STAGES>();
   static_assert(smem <= 227 * 1024, "shared memory per block");
-  auto kernel = linear_wgmma_kernel<BM, BN, STAGES, FOLD, CLUSTER>;
+  auto kernel = linear_wgmma_kernel<BM, BN, STAGES, FOLD, CLUSTER, SPLIT>;
   static std::atomic<uint64_t> attr_set{0};  // the opt-in is per device: bit per device
   int dev = 0;
   LINEAR_CUDA_CHECK(cudaGetDevice(&dev));
@@ -74,7 +74,17 @@ void launch_tile(LinearParams p, cudaStream_t stream) {
                                       units_m));
   // The grid is a function of (M, N, K, tile), never of the SM count: persistent CTAs
   // (kWgmmaCtas at most) without clusters, one cluster per unit with them.
-  const int64_t units = units_m * n_tiles;
+  int64_t units = units_m * n_tiles;
+  int chunks_per_item = 0;
+  if constexpr (SPLIT) {
+    // Work items (tile, run of R chunks); one f32 slot per (tile, chunk) and a counter per tile.
+    chunks_per_item = wgmma_split_chunks_per_item(p.M, p.N, p.S, BM, BN);
+    const SplitBuffers ws =
+        linear_split_workspace(stream, size_t(units) * p.S * BM * BN, size_t(units));
+    p.partial = ws.partial;
+    p.counters = ws.counters;
+    units *= ceil_div(p.S, chunks_per_item);
+  }
   const dim3 grid(unsigned(CLUSTER == 1 ? std::min<int64_t>(units, kWgmmaCtas) : units * CLUSTER));
   cudaLaunchAttribute attr[2];
   int n_attr = 0;
@@ -95,7 +105,7 @@ void launch_tile(LinearParams p, cudaStream_t stream) {
   config.stream = stream;
   config.attrs = attr;
   config.numAttrs = n_attr;
-  LINEAR_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p, tmap_x, tmap_w));
+  LINEAR_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p, tmap_x, tmap_w, chunks_per_item));
 }
 
 template <int BM, int BN, int STAGES, int CLUSTER>
@@ -117,11 +127,64 @@ const char* wgmma_tile_name(WgmmaTile tile) {
     case WgmmaTile::k128x256c2: return "128x256c2";
     case WgmmaTile::k128x192c2: return "128x192c2";
     case WgmmaTile::k128x128c2: return "128x128c2";
+    case WgmmaTile::k128x128s: return "128x128s";
+    case WgmmaTile::k64x128s: return "64x128s";
+    case WgmmaTile::k128x64s: return "128x64s";
+    case WgmmaTile::k64x64s: return "64x64s";
   }
   return "?";
 }
 
-WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int S) {
+bool wgmma_tile_is_split(WgmmaTile tile) {
+  return tile == WgmmaTile::k128x128s || tile == WgmmaTile::k64x128s ||
+         tile == WgmmaTile::k128x64s || tile == WgmmaTile::k64x64s;
+}
+
+int wgmma_split_chunks_per_item(int64_t M, int64_t N, int S, int bm, int bn) {
+  const int64_t tiles = ceil_div(M, bm) * ceil_div(N, bn);
+  const int64_t groups = std::clamp<int64_t>(kWgmmaCtas / tiles, 1, S);
+  return int(ceil_div(S, groups));
+}
+
+namespace {
+std::atomic<bool> g_split_auto{true};
+}  // namespace
+
+void set_wgmma_split_auto(bool on) { g_split_auto.store(on); }
+
+// The split tile for this problem, or kAuto where the plain tiles (or mma.sync) are faster.
+// Speed only. bench_gemm --tiles, H100 (gemm.md v5): split items won at M = 32..256 where the
+// plain tiles leave SMs idle: up to 32 tiles of 64 x 128, up to 64 with K >= 4096, up to 128
+// with K >= 12288; never at M = 512; and only where K is really cut (>= 2 items per tile:
+// 8B qkv at M = 32 has 96 tiles of 64 x 64, one item each, and lost 15%), and K >= 2048
+// (0.6B qkv, K = 1024: -5% to +8% over three runs). 64 x 64 items while
+// one 64-row tile covers M or K <= 3072, else 128-row items, 128 wide from 128 tiles.
+WgmmaTile wgmma_split_tile(int64_t M, int64_t N, int64_t K, int S) {
+  if (!g_split_auto.load(std::memory_order_relaxed)) return WgmmaTile::kAuto;
+  if (S < 2 || M < 32 || M > 256 || K < 2048) return WgmmaTile::kAuto;
+  const int64_t tiles64 = ceil_div(M, 64) * ceil_div(N, 128);
+  if (!(tiles64 <= 32 || (tiles64 <= 64 && K >= 4096) || (tiles64 <= 128 && K >= 12288)))
+    return WgmmaTile::kAuto;
+  int bm = 128, bn = 64;
+  WgmmaTile tile = WgmmaTile::k128x64s;
+  if (M <= 64 || K <= 3072) {
+    bm = 64;
+    tile = WgmmaTile::k64x64s;
+  } else if (tiles64 >= 128) {
+    bn = 128;
+    tile = WgmmaTile::k128x128s;
+  }
+  const int64_t groups = ceil_div(S, wgmma_split_chunks_per_item(M, N, S, bm, bn));
+  return groups >= 2 ? tile : WgmmaTile::kAuto;
+}
+
+bool wgmma_split_pays(int64_t M, int64_t N, int64_t K, int S) {
+  return wgmma_split_tile(M, N, K, S) != WgmmaTile::kAuto;
+}
+
+WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int64_t K, int S) {
+  if (const WgmmaTile split = wgmma_split_tile(M, N, K, S); split != WgmmaTile::kAuto)
+    return split;
   // Speed only (every tile gives the same bits). Cost model: rounds of kWgmmaCtas CTAs times the
   // work of one CTA (BM * BN) over the tile's relative throughput, fitted to bench_gemm --paths
   // on the H100 (docs/notes/gemm.md, v4): within ~1% of the best tile on average over 16 shapes
@@ -155,7 +218,7 @@ WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int S) {
 }
 
 void launch_wgmma(LinearParams p, cudaStream_t stream, WgmmaTile tile) {
-  if (tile == WgmmaTile::kAuto) tile = wgmma_auto_tile(p.M, p.N, p.S);
+  if (tile == WgmmaTile::kAuto) tile = wgmma_auto_tile(p.M, p.N, p.K, p.S);
   const bool wide = tile == WgmmaTile::k128x256 || tile == WgmmaTile::k128x256c2;
   if (wide && p.S > 1)  // 2 x 128 accumulators per thread do not fit the register file
     fail(ErrorKind::kInvalidArgument, "linear: the 128x256 wgmma tiles need S == 1");
@@ -168,6 +231,10 @@ void launch_wgmma(LinearParams p, cudaStream_t stream, WgmmaTile tile) {
     case WgmmaTile::k128x128c2: launch_config<128, 128, 6, 2>(p, stream); break;
     case WgmmaTile::k64x128: launch_config<64, 128, 8, 1>(p, stream); break;
     case WgmmaTile::k128x64: launch_config<128, 64, 8, 1>(p, stream); break;
+    case WgmmaTile::k128x128s: launch_tile<128, 128, 6, false, 1, true>(p, stream); break;
+    case WgmmaTile::k64x128s: launch_tile<64, 128, 8, false, 1, true>(p, stream); break;
+    case WgmmaTile::k128x64s: launch_tile<128, 64, 8, false, 1, true>(p, stream); break;
+    case WgmmaTile::k64x64s: launch_tile<64, 64, 8, false, 1, true>(p, stream); break;
     case WgmmaTile::kAuto: break;
   }
 }

@@ -1,8 +1,11 @@
 // bench_gemm: the batch-invariant GEMM (ops::cuda::linear) against cuBLASLt's default heuristic
 // on every Qwen3 weight shape and M in 1..4096, with the copy and matmul ceilings measured in the
-// same run. Usage: bench_gemm [OUT_PREFIX] [--paths] [--tune] [--only SHAPE] [--m M]  (writes OUT_PREFIX.csv, .md, and
-// with --tune OUT_PREFIX_tune.csv: decode-size split-K variants, see gemm/linear_tune.cuh).
-// --paths adds csv rows for every forced path and, at M >= 32, every wgmma tile (wgmma_<tile>).
+// same run. Usage: bench_gemm [OUT_PREFIX] [--paths] [--tune] [--only SHAPE[,SHAPE..]]
+// [--m M[,M..]]  (writes OUT_PREFIX.csv, .md, and with --tune OUT_PREFIX_tune.csv: decode-size
+// split-K variants, see gemm/linear_tune.cuh).
+// --paths adds csv rows for every forced path and, at M >= 32, every wgmma tile (wgmma_<tile>);
+// --tiles does the wgmma tiles only (no forced mma.sync paths); --v4 adds rows "v4_auto": the
+// auto rule without the split-K tiles (set_wgmma_split_auto(false)), timed in the same run.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -109,15 +112,30 @@ double time_graph(cudaStream_t stream, F&& call) {
 
 int main(int argc, char** argv) {
   std::string prefix = argc > 1 ? argv[1] : "bench_gemm";
-  bool all_paths = false, tune = false;
-  std::string only;    // --only NAME: one shape (for profiling)
-  int64_t only_m = 0;  // --m M: one M
+  bool all_paths = false, tune = false, tiles_only = false, v4 = false;
+  std::string only;    // --only NAME[,NAME..]: these shapes (for profiling)
+  std::string only_m;  // --m M[,M..]: these M
   for (int i = 2; i < argc; ++i) {
     all_paths |= std::strcmp(argv[i], "--paths") == 0;
+    tiles_only |= std::strcmp(argv[i], "--tiles") == 0;
+    v4 |= std::strcmp(argv[i], "--v4") == 0;
     tune |= std::strcmp(argv[i], "--tune") == 0;
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
-    if (std::strcmp(argv[i], "--m") == 0 && i + 1 < argc) only_m = std::atoll(argv[++i]);
+    if (std::strcmp(argv[i], "--m") == 0 && i + 1 < argc) only_m = argv[++i];
   }
+  all_paths |= tiles_only;
+  // Comma-separated list membership (an empty list takes everything).
+  auto listed = [](const std::string& list, const std::string& item) {
+    if (list.empty()) return true;
+    size_t b = 0;
+    while (b <= list.size()) {
+      size_t e = list.find(',', b);
+      if (e == std::string::npos) e = list.size();
+      if (list.compare(b, e - b, item) == 0) return true;
+      b = e + 1;
+    }
+    return false;
+  };
   cudaStream_t stream;
   LINEAR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   cudaDeviceProp prop{};
@@ -165,7 +183,7 @@ int main(int argc, char** argv) {
   if (tune_csv) std::fprintf(tune_csv, "shape,N,K,M,kc,S,variant,us\n");
   int misses = 0, rows = 0;
   for (const Shape& s : kShapes) {
-    if (!only.empty() && only != s.name) continue;
+    if (!listed(only, s.name)) continue;
     const size_t w_elems = size_t(s.N) * s.K;
     const int n_buf =
         int(std::clamp<size_t>((kRotateBytes + w_elems * 2 - 1) / (w_elems * 2), 2, 20));
@@ -179,7 +197,7 @@ int main(int argc, char** argv) {
           tune_csv, s.name, s.N, s.K, x, y, [&](int i) { return ws[i % n_buf]; }, stream,
           [&](auto&& call) { return time_graph(stream, call); });
     for (int64_t M : kMs) {
-      if (only_m != 0 && M != only_m) continue;
+      if (!listed(only_m, std::to_string(M))) continue;
       Tensor tx = dev_matrix(x, M, s.K), ty = dev_matrix(y, M, s.N);
       auto run = [&](LinearPath path, bool invariant) {
         ops::ExecContext ctx{Device::kCuda, invariant, nullptr, stream};
@@ -195,7 +213,13 @@ int main(int argc, char** argv) {
       double speed = lt / ours;
       misses += speed < 0.9;
       ++rows;
-      const char* path = linear_path_name(linear_auto_path(M, s.N, s.K));
+      const LinearPath auto_path = linear_auto_path(M, s.N, s.K);
+      // wgmma: the tile name (e.g. "wgmma:64x64s") so that the split tiles show.
+      const std::string path_name =
+          auto_path == LinearPath::kWgmma
+              ? std::string("wgmma:") + wgmma_tile_name(wgmma_auto_tile(M, s.N, s.K, plan.S))
+              : linear_path_name(auto_path);
+      const char* path = path_name.c_str();
       std::printf("%-13s %5lld %-12s %9.2f %9.2f %6.2f %8.2f %5.0f%%%s\n", s.name,
                   (long long)M, path, ours, lt, speed, floor_us, 100 * floor_us / ours,
                   speed < 0.9 ? "  <0.9" : "");
@@ -204,7 +228,17 @@ int main(int argc, char** argv) {
                    speed, floor_us, floor_us / ours, floor_us / lt);
       std::fprintf(md, "| %s | %lld | %s | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", s.name,
                    (long long)M, path, ours, lt, speed, floor_us, 100 * floor_us / ours);
-      if (all_paths) {  // every forced path, to tune linear_auto_path (bits are equal anyway)
+      if (v4) {  // the v4 rule (no split-K wgmma tiles) in the same run
+        set_wgmma_split_auto(false);
+        const double t = run(LinearPath::kAuto, true);
+        set_wgmma_split_auto(true);
+        std::printf("%-13s %5lld %-12s %9.2f %9.2f %6.2f\n", s.name, (long long)M, "v4_auto", t,
+                    lt, lt / t);
+        std::fprintf(csv, "%s,%lld,%lld,%lld,%d,%d,v4_auto,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n",
+                     s.name, (long long)s.N, (long long)s.K, (long long)M, plan.kc, plan.S, t, lt,
+                     lt / t, floor_us, floor_us / t, floor_us / lt);
+      }
+      if (all_paths && !tiles_only) {  // every forced path, to tune linear_auto_path (bits are equal anyway)
         for (LinearPath p : {LinearPath::kSmallSplit, LinearPath::kSmallFused,
                              LinearPath::kMedium, LinearPath::kLarge, LinearPath::kSmallWide,
                              LinearPath::kWgmma}) {
@@ -221,10 +255,14 @@ int main(int argc, char** argv) {
         for (WgmmaTile tile :
              {WgmmaTile::k128x128, WgmmaTile::k128x256, WgmmaTile::k64x128, WgmmaTile::k128x64,
               WgmmaTile::k128x192, WgmmaTile::k128x256c2, WgmmaTile::k128x192c2,
-              WgmmaTile::k128x128c2}) {
+              WgmmaTile::k128x128c2, WgmmaTile::k128x128s, WgmmaTile::k64x128s,
+              WgmmaTile::k128x64s, WgmmaTile::k64x64s}) {
           const bool wide = tile == WgmmaTile::k128x256 || tile == WgmmaTile::k128x256c2;
           const bool narrow = tile == WgmmaTile::k64x128 || tile == WgmmaTile::k128x64;
+          const bool split = wgmma_tile_is_split(tile);
           if ((wide && plan.S > 1) || (narrow && M >= 1024)) continue;
+          // Split tiles: only where they can help (several chunks, few output tiles).
+          if (split && (plan.S == 1 || M > 1024)) continue;
           double t = time_graph(stream, [&](int i) {
             LinearParams p{};
             p.x = static_cast<const __nv_bfloat16*>(x);

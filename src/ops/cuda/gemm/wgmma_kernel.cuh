@@ -2,8 +2,10 @@
 // one producer thread streams 64-deep K stages of x and w with the bulk tensor copy engine (TMA,
 // 128-byte swizzle) through an mbarrier ring; BM/64 consumer warpgroups each run wgmma.m64nBNk16
 // on a 64-row slice. Persistent CTAs, or CTA pairs (clusters) sharing the weight tile by
-// multicast. It keeps the reduction order of linear_kernel.cuh exactly (see there): per
-// element, k16 steps in increasing k from +0 inside a chunk, chunks folded left to right.
+// multicast, or split-K work items (one run of K chunks of one tile each, chunk partials through
+// a workspace, folded in chunk order by the last item of the tile to finish). It keeps the
+// reduction order of linear_kernel.cuh exactly (see there): per element, k16 steps in
+// increasing k from +0 inside a chunk, chunks folded left to right.
 #pragma once
 
 #include <cuda.h>
@@ -52,6 +54,59 @@ __device__ __forceinline__ void wgmma_store(const float (&v)[BN / 2], const Line
     }
 }
 
+// Writes one thread's accumulators of chunk partial p_c to its workspace slot: slot (tile, c)
+// holds BM x BN f32 in fragment order (float4 q of consumer thread ct at q * threads + ct), so
+// each warp writes and later reads whole 512-byte runs. Only the fold below reads it back.
+template <int BN, int THREADS>
+__device__ __forceinline__ void wgmma_store_partial(const float (&v)[BN / 2], float* slot, int ct) {
+  float4* dst = reinterpret_cast<float4*>(slot) + ct;
+#pragma unroll
+  for (int q = 0; q < BN / 8; ++q)
+    __stcg(dst + q * THREADS, make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]));
+}
+
+// out = p_0; out = out + p_1; ...; out + p_{S-1} (__fadd_rn, chunk order) for one thread's
+// elements, read from the S workspace slots of its tile (the split mode's fold). BN = 64: the
+// loads of 4 slots (128 registers) are in flight together, so the fold costs ceil(S / 4) L2
+// round trips rather than S (BN = 128: one slot at a time; more spilled). The adds still run
+// strictly in chunk order.
+template <int BN, int THREADS>
+__device__ __forceinline__ void wgmma_fold_partials(float (&out)[BN / 2], const float* slots,
+                                                    int S, int ct) {
+  constexpr int kQ = BN / 8, kD = BN == 64 ? 4 : 1;  // float4 per slot per thread, slots per batch
+  constexpr int kSlot4 = THREADS * (BN / 8);   // float4 per slot: BM x BN / 4
+  const float4* src = reinterpret_cast<const float4*>(slots) + ct;
+  for (int c0 = 0; c0 < S; c0 += kD) {
+    float4 v[kD][kQ];
+#pragma unroll
+    for (int d = 0; d < kD; ++d)
+      if (c0 + d < S)
+#pragma unroll
+        for (int q = 0; q < kQ; ++q) v[d][q] = __ldcg(src + int64_t(c0 + d) * kSlot4 + q * THREADS);
+#pragma unroll
+    for (int d = 0; d < kD; ++d)
+      if (c0 + d < S)
+#pragma unroll
+        for (int q = 0; q < kQ; ++q) {
+          if (c0 + d == 0) {  // out = p_0
+            out[4 * q] = v[d][q].x;
+            out[4 * q + 1] = v[d][q].y;
+            out[4 * q + 2] = v[d][q].z;
+            out[4 * q + 3] = v[d][q].w;
+          } else {  // out = out + p_c
+            out[4 * q] = __fadd_rn(out[4 * q], v[d][q].x);
+            out[4 * q + 1] = __fadd_rn(out[4 * q + 1], v[d][q].y);
+            out[4 * q + 2] = __fadd_rn(out[4 * q + 2], v[d][q].z);
+            out[4 * q + 3] = __fadd_rn(out[4 * q + 3], v[d][q].w);
+          }
+        }
+  }
+}
+
+__device__ __forceinline__ void consumer_bar_sync(int threads) {  // named barrier 1
+  asm volatile("bar.sync 1, %0;\n" ::"r"(threads) : "memory");
+}
+
 // Origin of output tile `tile` in the grouped raster: groups of group_m M-tiles, M fastest inside
 // a group, so that CTAs running at the same time share weight tiles in L2 (speed only).
 template <int BM, int BN>
@@ -81,10 +136,16 @@ __device__ __forceinline__ void wgmma_tile_origin(const LinearParams& p, int til
 // grids are not persistent: one cluster per tile pair (clusters need a free SM pair to start).
 // BM = 128 kernels move registers from the producer warpgroup (40) to the consumers (232): the
 // fold doubles the accumulator registers (2 x 96 for BN = 192).
-template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER>
+// SPLIT (CLUSTER = 1, FOLD = false): work items (tile, g) for g < ceil(S / chunks_per_item),
+// item unit = g * tiles + tile; item g computes chunks [g R, g R + R) of its tile (R =
+// chunks_per_item, a speed choice: each chunk's partial p_c is written to its own slot, so R
+// never reaches the arithmetic). The item that raises the tile's integer counter to the item
+// count folds p_0..p_{S-1} from the slots in chunk order (as the mma.sync small_split path), so
+// which item finishes last never matters. No float atomics, no waiting on other CTAs.
+template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER, bool SPLIT = false>
 __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
     linear_wgmma_kernel(const LinearParams p, const __grid_constant__ CUtensorMap tmap_x,
-                        const __grid_constant__ CUtensorMap tmap_w) {
+                        const __grid_constant__ CUtensorMap tmap_w, const int chunks_per_item) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kConsumers = BM / 64;
   constexpr int kStageA = BM * kWgmmaBK * 2, kStageB = BN * kWgmmaBK * 2;
@@ -94,6 +155,7 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
   constexpr bool kMoveRegs = BM == 128;
   static_assert(CLUSTER == 1 || CLUSTER == 2, "clusters of 1 or 2 CTAs");
   static_assert(kStageB % (1024 * CLUSTER) == 0, "multicast halves must keep 1024-B alignment");
+  static_assert(!SPLIT || (CLUSTER == 1 && !FOLD), "split items fold through the workspace");
 
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;  // swizzle atoms need 1024 B
@@ -102,10 +164,25 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
 
   // Work units: CLUSTER M-tiles of one N column; CTA `rank` of a cluster takes M-tile `rank`.
   const uint32_t rank = CLUSTER > 1 ? cluster_ctarank() : 0;
-  const int n_units = ((p.M + BM * CLUSTER - 1) / (BM * CLUSTER)) * ((p.N + BN - 1) / BN);
-  const int first_unit = blockIdx.x / CLUSTER, unit_stride = gridDim.x / CLUSTER;
+  const int n_tiles_out = ((p.M + BM * CLUSTER - 1) / (BM * CLUSTER)) * ((p.N + BN - 1) / BN);
   const int total_tiles = (p.K + kWgmmaBK - 1) / kWgmmaBK;  // K stages per output tile
   const int tiles_per_chunk = p.kc / kWgmmaBK;
+  const int n_groups = SPLIT ? (p.S + chunks_per_item - 1) / chunks_per_item : 1;
+  const int n_units = n_tiles_out * n_groups;
+  const int first_unit = blockIdx.x / CLUSTER, unit_stride = gridDim.x / CLUSTER;
+  // Work unit -> output tile (raster number), origin and its K stages [t0, t1).
+  auto unit_range = [&](int unit, int& tile, int& m0, int& n0, int& t0, int& t1) {
+    tile = SPLIT ? unit % n_tiles_out : unit;
+    wgmma_tile_origin<BM * CLUSTER, BN>(p, tile, m0, n0);
+    m0 += int(rank) * BM;  // may lie past M (odd M-tile count): an all-zero, unstored tile
+    t0 = 0;
+    t1 = total_tiles;
+    if constexpr (SPLIT) {
+      const int g = unit / n_tiles_out;
+      t0 = g * chunks_per_item * tiles_per_chunk;
+      t1 = min(total_tiles, t0 + chunks_per_item * tiles_per_chunk);
+    }
+  };
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
@@ -131,27 +208,25 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
   const int wg = threadIdx.x / 128;
   if (wg == 0) {  // producer warpgroup: one thread issues every copy
     if constexpr (kMoveRegs) setmaxnreg_dec<40>();
-    if (threadIdx.x == 0) {
-      int m0, n0;
-      wgmma_tile_origin<BM * CLUSTER, BN>(p, first_unit, m0, n0);
-      m0 += int(rank) * BM;
+    if (threadIdx.x == 0 && first_unit < n_units) {
+      int tile, m0, n0, t0, t1;
+      unit_range(first_unit, tile, m0, n0, t0, t1);
       // The first stages' weights stream in before pdl_wait (no kernel of a forward pass
       // writes weights); x, written by the previous kernel, only after it.
-      const int prologue = min(STAGES, total_tiles);
+      const int prologue = min(STAGES, t1 - t0);
       for (int t = 0; t < prologue; ++t) {
         // Own x tile plus both halves of w (OOB fill counts too).
         mbar_arrive_expect_tx(full_bar + 8 * t, kStageA + kStageB);
-        load_w(t, t, n0);
+        load_w(t, t0 + t, n0);
       }
       pdl_wait();
       pdl_launch_dependents();
       for (int t = 0; t < prologue; ++t)
-        tma_load_2d(smem_a + t * kStageA, &tmap_x, full_bar + 8 * t, t * kWgmmaBK, m0);
+        tma_load_2d(smem_a + t * kStageA, &tmap_x, full_bar + 8 * t, (t0 + t) * kWgmmaBK, m0);
       int it = prologue;  // stages issued so far, over all of this CTA's tiles
       for (int unit = first_unit; unit < n_units; unit += unit_stride) {
-        wgmma_tile_origin<BM * CLUSTER, BN>(p, unit, m0, n0);
-        m0 += int(rank) * BM;  // may lie past M (odd M-tile count): an all-zero, unstored tile
-        for (int t = unit == first_unit ? prologue : 0; t < total_tiles; ++t, ++it) {
+        unit_range(unit, tile, m0, n0, t0, t1);
+        for (int t = t0 + (unit == first_unit ? prologue : 0); t < t1; ++t, ++it) {
           const int s = it % STAGES;
           if (it >= STAGES) mbar_wait(empty_bar + 8 * s, ((it / STAGES) - 1) & 1);
           mbar_arrive_expect_tx(full_bar + 8 * s, kStageA + kStageB);
@@ -180,17 +255,20 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
       else
         for (uint32_t r = 0; r < CLUSTER; ++r) mbar_arrive_cluster(empty_bar + 8 * s, r);
     };
+    constexpr int kConsumerThreads = kConsumers * 128;
+    const int ct = threadIdx.x - 128;  // consumer thread index
     int it = 0;  // stages consumed so far, over all of this CTA's tiles
     for (int unit = first_unit; unit < n_units; unit += unit_stride) {
-      int m0, n0;
-      wgmma_tile_origin<BM * CLUSTER, BN>(p, unit, m0, n0);
-      m0 += int(rank) * BM;
+      int tile, m0, n0, t0, t1;
+      unit_range(unit, tile, m0, n0, t0, t1);
+      // SPLIT: the tile's chunk slots, S x BM x BN f32.
+      float* slots = SPLIT ? p.partial + int64_t(tile) * p.S * (BM * BN) : nullptr;
       // Chunk by chunk; inside a chunk, stage by stage, one wgmma group (BK/16 k16 steps) per
       // stage with one group left in flight. No branch touches the accumulators inside the K
       // loop (ptxas would serialise the wgmmas otherwise).
       int pending = -1;  // stage whose wgmma group may still read shared memory
-      for (int chunk_begin = 0; chunk_begin < total_tiles; chunk_begin += tiles_per_chunk) {
-        const int chunk_end = min(total_tiles, chunk_begin + tiles_per_chunk);
+      for (int chunk_begin = t0; chunk_begin < t1; chunk_begin += tiles_per_chunk) {
+        const int chunk_end = min(t1, chunk_begin + tiles_per_chunk);
         for (int t = chunk_begin; t < chunk_end; ++t, ++it) {
           const int s = it % STAGES;
           mbar_wait(full_bar + 8 * s, (it / STAGES) & 1);
@@ -216,10 +294,36 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
             acc[i] = 0.f;
           }
         }
+        if constexpr (SPLIT) {  // p_c to its own slot; the fold comes when all items are in
+          const int chunk = chunk_begin / tiles_per_chunk;
+          wgmma_store_partial<BN, kConsumerThreads>(acc, slots + int64_t(chunk) * (BM * BN), ct);
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
+        }
       }
 
       const int r_base = m0 + c * 64 + warp * 16 + lane / 4, c_base = n0 + 2 * (lane % 4);
-      if constexpr (FOLD) {
+      if constexpr (SPLIT) {
+        // Count this item in (integer atomic). The item that completes the count folds all S
+        // slots in chunk order; the arrival order never reaches the arithmetic.
+        __shared__ int split_last;
+        __threadfence();
+        consumer_bar_sync(kConsumerThreads);
+        if (ct == 0) {
+          int* counter = p.counters + tile;
+          const int prev = atomicAdd(counter, 1);
+          split_last = prev == n_groups - 1;
+          if (split_last) *counter = 0;  // ready for the next launch on this stream
+        }
+        consumer_bar_sync(kConsumerThreads);
+        if (split_last) {
+          __threadfence();
+          wgmma_fold_partials<BN, kConsumerThreads>(acc, slots, p.S, ct);
+          wgmma_store<BN>(acc, p, r_base, c_base);
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;  // the next item starts from +0
+        }
+      } else if constexpr (FOLD) {
         wgmma_store<BN>(out, p, r_base, c_base);
       } else {
         wgmma_store<BN>(acc, p, r_base, c_base);
