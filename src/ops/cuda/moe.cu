@@ -44,8 +44,7 @@ void launch_gemm(const MoeGemmParams& p, int64_t tiles_max, cudaStream_t stream)
   static std::atomic<uint64_t> attr_set{0};
   allow_smem(kernel, smem, attr_set);
   dim3 grid(unsigned(tiles_max), ceil_div(p.N, BN));
-  kernel<<<grid, WM * WN * 32, smem, stream>>>(p);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(kernel, grid, dim3(WM * WN * 32), smem, stream, p));
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -91,7 +90,13 @@ void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const 
     launch_gemm<kTileLarge, 64, 64, 2, 2, 4>(p, tile_bound(R, E, kTileLarge), stream_of(ctx));
   } else {
     p.tiles = g + at.tiles_small;
-    launch_gemm<kTileSmall, 64, 64, 1, 4, 4>(p, tile_bound(R, E, kTileSmall), stream_of(ctx));
+    // Decode: 128-deep stages (256-byte weight row segments, 48 KB in flight per CTA), as the
+    // dense GEMM at M <= 16; BK is copy granularity only (kc is a multiple of 128). The
+    // non-invariant mode's halved chunks need not be, so it keeps BK 64.
+    if (p.small_group == 0)
+      launch_gemm<kTileSmall, 64, 128, 1, 4, 4>(p, tile_bound(R, E, kTileSmall), stream_of(ctx));
+    else
+      launch_gemm<kTileSmall, 64, 64, 1, 4, 4>(p, tile_bound(R, E, kTileSmall), stream_of(ctx));
   }
 }
 

@@ -52,6 +52,10 @@ __global__ void __launch_bounds__(WM* WN * 32) moe_gemm_kernel(const MoeGemmPara
   constexpr int kRowChunks = BK / 8, kChunksA = BM * kRowChunks;
   static_assert(kChunksA % kThreads == 0, "uneven A tile load");
 
+  // PDL (pdl.cuh): the routing kernel's tile map is the first thing read, so nothing (not even
+  // the expert's weights) can be fetched before the wait.
+  pdl_wait();
+  pdl_launch_dependents();
   const int tile = blockIdx.x;
   if (tile >= p.tiles[0]) return;
   const int e = p.tiles[1 + 2 * tile], first = p.tiles[2 + 2 * tile];
