@@ -1,6 +1,6 @@
-// Host side of CUDA attention: checks what the kernels assume, picks the grid (decode, split or
-// fused, all bit-identical), owns the partial workspace and the decode grid's arrival counters,
-// and in non-invariant mode splits the keys by a batch-dependent factor (FlashDecoding-style) so
+// Host side of CUDA attention: checks what the kernels assume, picks the grid (decode, split,
+// fused or wgmma prefill, all bit-identical), owns the partial workspace and the decode grid's
+// arrival counters, and in non-invariant mode splits the keys by a batch-dependent factor (FlashDecoding-style) so
 // that invariance tests can fail.
 #include <algorithm>
 #include <atomic>
@@ -10,6 +10,7 @@
 #include "ops/cuda/attention_control.cuh"
 #include "ops/cuda/attention_decode.cuh"
 #include "ops/cuda/attention_fused.cuh"
+#include "ops/cuda/attention_prefill_wgmma.cuh"
 #include "ops/cuda/attention_stream.cuh"
 #include "ops/cuda/attention_tile4.cuh"
 #include "ops/cuda/cuda_common.cuh"
@@ -153,6 +154,30 @@ void launch_fused(const attn::Params& p, cudaStream_t st) {
   BITEXACT_CUDA_CHECK_LAUNCH();
 }
 
+// The wgmma prefill grid (attention_prefill_wgmma.cuh): CTA of 2 warpgroups per (128 rows, kv head).
+constexpr int kPwStages = 4;  // K/V sub-tiles in the ring (shared memory bounds it)
+bool g_wgmma_flat = false;     // tests only: the wgmma grid's deliberately different merge order
+template <int DH, bool kFlat>
+void launch_prefill_wgmma_t(const attn::Params& p, cudaStream_t st) {
+  constexpr int smem = attn::prefill_wgmma_smem_bytes<DH, kPwStages>();
+  static std::atomic<uint64_t> configured{0};
+  once_per_device(configured, [] {
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::prefill_wgmma_kernel<DH, kPwStages, kFlat>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  });
+  const int tokens = attn::kPwRows / p.group;
+  dim3 grid(ceil_div(p.M, tokens) * unsigned(p.hkv));
+  attn::prefill_wgmma_kernel<DH, kPwStages, kFlat><<<grid, attn::kPwThreads, smem, st>>>(p);
+  BITEXACT_CUDA_CHECK_LAUNCH();
+}
+template <int DH>
+void launch_prefill_wgmma(const attn::Params& p, cudaStream_t st) {
+  if (g_wgmma_flat)
+    launch_prefill_wgmma_t<DH, true>(p, st);
+  else
+    launch_prefill_wgmma_t<DH, false>(p, st);
+}
+
 template <int DH, int kWarps, int kRing, bool kTma, int kMinBlocks = 1>
 void launch_decode_t(const attn::Params& p, const attn::DecodeArgs& a, cudaStream_t st) {
   constexpr int ring = attn::decode_ring_bytes<DH, kWarps, kRing>();
@@ -173,8 +198,8 @@ void launch_decode_t(const attn::Params& p, const attn::DecodeArgs& a, cudaStrea
                                              optin - int(attr.sharedSizeBytes)));
   });
   const dim3 grid(unsigned(int64_t(p.M) * p.hkv * a.ctas_per_head));
-  attn::decode_kernel<DH, kWarps, kRing, kTma, kMinBlocks><<<grid, 32 * kWarps, smem, st>>>(p, a);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(attn::decode_kernel<DH, kWarps, kRing, kTma, kMinBlocks>, grid,
+                                 dim3(32 * kWarps), smem, st, p, a));
 }
 
 // attention_tile4.cuh's grid: clusters of 4 CTAs (one per sub-tile of a chunk) per (token, kv
@@ -189,8 +214,7 @@ void launch_tile4(const attn::Params& p, const attn::DecodeArgs& a, cudaStream_t
                                              attn::tile4_smem_bytes<DH>(16)));
   });
   const dim3 grid(unsigned(int64_t(p.M) * p.hkv * a.max_units * 4));
-  attn::tile4_kernel<DH><<<grid, 128, smem, st>>>(p, a);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+  BITEXACT_CUDA_CHECK(launch_pdl(attn::tile4_kernel<DH>, grid, dim3(128), smem, st, p, a));
 }
 
 template <int DH>
@@ -249,9 +273,10 @@ DecodeShape pick_decode(int64_t M, int64_t hkv, int64_t chunks) {
 }
 
 template <int DH>
-void launch(const attn::Params& base, bool fused, int splits, cudaStream_t st) {
+void launch(const attn::Params& base, bool fused, bool wgmma, int splits, cudaStream_t st) {
   constexpr int kPitch = DH + attn::kPad;
   attn::Params p = base;
+  if (fused && wgmma) return launch_prefill_wgmma<DH>(p, st);
   if (fused) {
     switch (g_fused_config) {
       case 1:
@@ -282,18 +307,19 @@ void launch(const attn::Params& base, bool fused, int splits, cudaStream_t st) {
     int cpc = 1;
     auto ctas = [&](int c) { return int64_t(p.M) * p.hkv * ((splits + c - 1) / c); };
     while (cpc < 16 && ctas(2 * cpc) >= 8 * sm_count()) cpc *= 2;
-    attn::stream_kernel<DH><<<dim3(unsigned(ctas(cpc))), 128, smem, st>>>(p, cpc);
+    BITEXACT_CUDA_CHECK(launch_pdl(attn::stream_kernel<DH>, dim3(unsigned(ctas(cpc))), dim3(128),
+                                   smem, st, p, cpc));
   } else {
     dim3 grid(unsigned(int64_t(p.M) * p.hkv * splits));
     if (p.subtiles_per_warp == 1)
-      attn::split_kernel<DH, false><<<grid, 128, smem, st>>>(p);
+      BITEXACT_CUDA_CHECK(launch_pdl(attn::split_kernel<DH, false>, grid, dim3(128), smem, st, p));
     else
-      attn::split_kernel<DH, true><<<grid, 128, smem, st>>>(p);
+      BITEXACT_CUDA_CHECK(launch_pdl(attn::split_kernel<DH, true>, grid, dim3(128), smem, st, p));
   }
   BITEXACT_CUDA_CHECK_LAUNCH();
   if (splits > 1) {
-    attn::merge_chunks_kernel<DH><<<dim3(unsigned(p.M), unsigned(p.hq)), DH, 0, st>>>(p);
-    BITEXACT_CUDA_CHECK_LAUNCH();
+    BITEXACT_CUDA_CHECK(launch_pdl(attn::merge_chunks_kernel<DH>, dim3(unsigned(p.M), unsigned(p.hq)),
+                                   dim3(DH), 0, st, p));
   }
 }
 
@@ -315,10 +341,9 @@ void bind_chunk_partials(attn::Params& p, int64_t chunks, int64_t dh, cudaStream
 void merge_chunk_partials(const attn::Params& p, int64_t dh, cudaStream_t st) {
   const dim3 grid(unsigned(p.M), unsigned(p.hq));
   if (dh == 64)
-    attn::merge_chunks_kernel<64><<<grid, 64, 0, st>>>(p);
+    BITEXACT_CUDA_CHECK(launch_pdl(attn::merge_chunks_kernel<64>, grid, dim3(64), 0, st, p));
   else
-    attn::merge_chunks_kernel<128><<<grid, 128, 0, st>>>(p);
-  BITEXACT_CUDA_CHECK_LAUNCH();
+    BITEXACT_CUDA_CHECK(launch_pdl(attn::merge_chunks_kernel<128>, grid, dim3(128), 0, st, p));
 }
 
 }  // namespace
@@ -326,6 +351,7 @@ void merge_chunk_partials(const attn::Params& p, int64_t dh, cudaStream_t st) {
 void set_attention_path(AttentionPath path) { g_path = path; }
 void set_attention_streaming(bool on) { g_streaming = on; }
 void set_attention_fused_config(int config) { g_fused_config = config; }
+void set_attention_wgmma_flat_merge(bool on) { g_wgmma_flat = on; }
 void set_attention_decode(int variant, int spw, int cpc, int fold) {
   if (variant >= kNumDecodeVariants || variant < kDecodeTile4)
     fail(ErrorKind::kInvalidArgument,
@@ -390,7 +416,7 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
   bool fused;
   if (g_path == AttentionPath::kSplit)
     fused = false;
-  else if (g_path == AttentionPath::kFused)
+  else if (g_path == AttentionPath::kFused || g_path == AttentionPath::kWgmma)
     fused = true;
   else {
     const int64_t tokens_per_cta = fused_rows(g_fused_config) / group;
@@ -400,6 +426,8 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
     if (ws_bytes > kSplitCap) fused = true;
   }
   if (fused && spw != 1) spw = 1;  // the fused grid is always the invariant chunking
+  // Which prefill grid (speed only, equal bits): the wgmma grid unless the mma.sync one is forced.
+  const bool wgmma = fused && g_path != AttentionPath::kFused;
 
   attn::Params p{};
   p.q = q.ptr<__nv_bfloat16>();
@@ -481,9 +509,9 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
     p.part_ml = ws + M * hq * splits * dh;
   }
   if (dh == 64)
-    launch<64>(p, fused, int(splits), st);
+    launch<64>(p, fused, wgmma, int(splits), st);
   else
-    launch<128>(p, fused, int(splits), st);
+    launch<128>(p, fused, wgmma, int(splits), st);
 }
 
 }  // namespace bitexact::ops::cuda

@@ -8,8 +8,10 @@
 
 namespace bitexact::ops::cuda {
 
-// Which attention grid runs. kAuto picks by shape (speed only: both give equal bits).
-enum class AttentionPath { kAuto, kSplit, kFused };
+// Which attention grid runs. kAuto picks by shape (speed only: all give equal bits); its prefill
+// grid is the wgmma one. kFused forces the mma.sync prefill grid (attention_fused.cuh), kWgmma the
+// wgmma prefill grid (attention_prefill_wgmma.cuh), kSplit the decode / split family.
+enum class AttentionPath { kAuto, kSplit, kFused, kWgmma };
 void set_attention_path(AttentionPath path);
 // The split grid runs several chunks per CTA with prefetch (default) or one chunk per CTA; the
 // bits are the same, tests compare both.
@@ -17,6 +19,10 @@ void set_attention_streaming(bool on);
 // The fused (prefill) grid's shape: 0 = 8 warps x 4 K/V sub-tiles in flight (default),
 // 1 = 4 warps x 2, 2 = 8 warps x 2. Speed only; tests compare the bits.
 void set_attention_fused_config(int config);
+// Tests only: the wgmma prefill grid merges every 64-key sub-tile straight into the running
+// partial instead of chunk by chunk (breaking rule 4), a different sum order whose bits must differ:
+// the proof that the bitwise comparisons can fail.
+void set_attention_wgmma_flat_merge(bool on);
 // The decode grid (invariant mode, when the fused grid is not chosen). kDecodeAuto picks by shape;
 // kDecodeLegacy runs the stream / split grids above (with their merge kernel); 0 ..
 // attention_decode_variants() - 1 force one configuration of attention_decode.cuh (ring depth,

@@ -254,6 +254,8 @@ __device__ __forceinline__ void merge_parked_store(const Params& p, const Decode
 // sub-tile w of each, and the four partials of a chunk are merged through shared memory.
 template <int DH, int kWarps, int kRing, bool kTma, int kMinBlocks = 1>
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) decode_kernel(Params p, DecodeArgs a) {
+  pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
+  pdl_launch_dependents();
   static_assert(kRing >= 4, "S = Q K^T needs the four K pieces of a sub-tile in the ring");
   constexpr int kPitch = DH + kPad, kPiece = 16 * kPitch;  // bf16 elements per ring slot
   constexpr int kRingBytes = decode_ring_bytes<DH, kWarps, kRing>();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include "ops/cuda/attention_tile.cuh"
+#include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda::attn {
 
@@ -106,6 +107,8 @@ __device__ __forceinline__ void merge_warps_store(const Params& p, const __nv_bf
 // sub-tiles [w * spw, (w + 1) * spw) of the split, merged left to right.
 template <int DH, bool kMulti>
 __global__ void __launch_bounds__(128) split_kernel(Params p) {
+  pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
+  pdl_launch_dependents();
   constexpr int kPitch = DH + kPad;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
@@ -174,6 +177,8 @@ __global__ void __launch_bounds__(128) split_kernel(Params p) {
 // its order are those of merge_partial.
 template <int DH>
 __global__ void __launch_bounds__(DH) merge_chunks_kernel(Params p) {
+  pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
+  pdl_launch_dependents();
   __shared__ float s_m[DH], s_l[DH];
   const int m = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   const int split_keys = kSubTiles * kSubKeys * p.subtiles_per_warp;

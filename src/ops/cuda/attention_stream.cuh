@@ -12,6 +12,8 @@ namespace bitexact::ops::cuda::attn {
 // blockIdx.x = kvh + hkv * (group + groups * token); chunks [group * cpc, group * cpc + cpc).
 template <int DH>
 __global__ void __launch_bounds__(128) stream_kernel(Params p, int cpc) {
+  pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
+  pdl_launch_dependents();
   constexpr int kPitch = DH + kPad, kChunk = kSubTiles * kSubKeys;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);

@@ -53,6 +53,8 @@ __device__ __forceinline__ void st_cluster_f(uint32_t addr, float x) {
 template <int DH>
 __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(128)
     tile4_kernel(Params p, DecodeArgs a) {
+  pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
+  pdl_launch_dependents();
   constexpr int kPitch = DH + kPad, kOPitch = DH + 8;
   constexpr int kNt = DH / 32;  // 8-dim n-tiles of P V per warp
   extern __shared__ __align__(128) unsigned char smem_raw[];

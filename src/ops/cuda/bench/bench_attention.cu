@@ -6,7 +6,9 @@
 // merge kernel,
 // "tile4" = attention_tile4.cuh's grid (4 warps per sub-tile, a cluster per chunk),
 // "vV-sS-fF" / "vV-cC-fF" = decode variant V forced with S sub-tiles per warp / C chunks per
-// CTA, fold F (--sweep), "noninv".
+// CTA, fold F (--sweep), "noninv". Prefill modes: "inv" = the automatic grid, "wgmma" / "fused" =
+// the wgmma prefill grid / the mma.sync fused grid (8 warps x 4 sub-tiles) forced, "inv-4w2s" /
+// "inv-8w2s" = the other fused configurations, "split".
 // Decode is timed as CUDA-graph replays over several KV copies, so that small caches are not
 // served from L2; each number is the median of 7 timed replays.
 #include <algorithm>
@@ -180,8 +182,10 @@ void bench_prefill(cudaStream_t st, int len, cuda::AttentionPath path, int fused
   cuda::set_attention_fused_config(0);
   const double flops = 4.0 * double(len) * (double(len) + 1) / 2 * kHq * kDh;
   const char* mode = path == cuda::AttentionPath::kSplit ? "split"
+                     : path == cuda::AttentionPath::kWgmma ? "wgmma"
                      : fused_config == 1                 ? "inv-4w2s"
                      : fused_config == 2                 ? "inv-8w2s"
+                     : path == cuda::AttentionPath::kFused ? "fused"
                                                          : "inv";
   std::printf("prefill,%s,1,%d,%.2f,%.1f,0\n", mode, len, us, flops / (us * 1e-6) / 1e12);
   std::fflush(stdout);
@@ -190,11 +194,11 @@ void bench_prefill(cudaStream_t st, int len, cuda::AttentionPath path, int fused
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool sweep = false, decode_only = false;
+  bool sweep = false, decode_only = false, prefill_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0) {
       std::printf(
-          "bench_attention [--sweep] [--decode-only]: CSV lines "
+          "bench_attention [--sweep] [--decode-only] [--prefill-only]: CSV lines "
           "kind,mode,batch,ctx,us,floor_us|tflops,floor_fraction\n"
           "  --sweep: also decode variants 1,4,5 x (a chunk per warp | 1, 2 chunks per CTA) x "
           "fold 1,2\n");
@@ -202,6 +206,7 @@ int main(int argc, char** argv) {
     }
     sweep |= std::strcmp(argv[i], "--sweep") == 0;
     decode_only |= std::strcmp(argv[i], "--decode-only") == 0;
+    prefill_only |= std::strcmp(argv[i], "--prefill-only") == 0;
   }
   cuda::init_cuda_backend(0);
   cudaStream_t st;
@@ -211,6 +216,7 @@ int main(int argc, char** argv) {
                                         {1, 4096},  {1, 16384}, {8, 1024},  {8, 4096},
                                         {8, 16384}, {64, 1024}, {64, 4096}, {64, 16384}};
   for (auto [batch, ctx] : points) {
+    if (prefill_only) break;
     std::vector<DecodeCfg> cfgs = {{cuda::kDecodeAuto, 0, 0, 0, true},
                                    {cuda::kDecodeLegacy, 0, 0, 0, true},
                                    {cuda::kDecodeTile4, 0, 0, 0, true}};
@@ -224,10 +230,14 @@ int main(int argc, char** argv) {
     bench_decode(st, batch, ctx, true, cfgs);
   }
   for (int batch : {1, 64})
-    for (int ctx : {4096, 16384})
+    for (int ctx : {4096, 16384}) {
+      if (prefill_only) break;
       bench_decode(st, batch, ctx, false, {{cuda::kDecodeAuto, 0, 0, 0, true}});
+    }
   if (!decode_only) {
     for (int len : {1024, 4096, 16384}) bench_prefill(st, len, cuda::AttentionPath::kAuto);
+    for (int len : {1024, 4096, 16384}) bench_prefill(st, len, cuda::AttentionPath::kWgmma);
+    for (int len : {1024, 4096, 16384}) bench_prefill(st, len, cuda::AttentionPath::kFused);
     for (int config : {1, 2})
       for (int len : {1024, 4096, 16384})
         bench_prefill(st, len, cuda::AttentionPath::kFused, config);

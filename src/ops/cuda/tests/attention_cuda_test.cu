@@ -1,6 +1,7 @@
 // CUDA attention: against the CPU reference (tolerance), then bit for bit across batching: a
 // sequence alone == inside a batch of 64 mixed-length sequences, prefill == decode (one token at a
 // time after writing its KV), prefill chunks of 1/7/64/512 tokens, split grid == fused grid ==
+// wgmma prefill grid ==
 // every decode-grid variant (ring depth, cp.async / TMA) in every shape (warp-chunk, CTA-chunk)
 // == the tile4 grid (4 warps per sub-tile),
 // CUDA graph replay == eager; and in non-invariant mode the same comparisons must find a
@@ -142,6 +143,7 @@ class CudaAttention : public ::testing::Test {
     set_attention_path(AttentionPath::kAuto);
     set_attention_streaming(true);
     set_attention_fused_config(0);
+    set_attention_wgmma_flat_merge(false);
     set_attention_decode(kDecodeAuto);
   }
 };
@@ -185,6 +187,15 @@ TEST_F(CudaAttention, MatchesCpuSplitD128Block16) {
 }
 TEST_F(CudaAttention, MatchesCpuFusedD128Block16) {
   check_vs_cpu(32, 8, 128, 16, AttentionPath::kFused);
+}
+TEST_F(CudaAttention, MatchesCpuWgmmaD128Block16) {
+  check_vs_cpu(32, 8, 128, 16, AttentionPath::kWgmma);
+}
+TEST_F(CudaAttention, MatchesCpuWgmmaD64Block32) {
+  check_vs_cpu(16, 8, 64, 32, AttentionPath::kWgmma);
+}
+TEST_F(CudaAttention, MatchesCpuWgmmaD64Block32G1) {
+  check_vs_cpu(8, 8, 64, 32, AttentionPath::kWgmma);
 }
 TEST_F(CudaAttention, MatchesCpuSplitD64Block32) {
   check_vs_cpu(16, 8, 64, 32, AttentionPath::kSplit);
@@ -232,6 +243,10 @@ TEST_F(CudaAttention, DecodeVariantsGiveFusedBits) {
     }
     set_attention_path(AttentionPath::kFused);
     const Bytes ref = run(w, toks, w.gkc.t, w.gvc.t);
+    set_attention_path(AttentionPath::kWgmma);
+    EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref))
+        << "wgmma prefill grid, hq " << c.hq << " hkv " << c.hkv << " dh " << c.dh << " bs "
+        << c.bs;
     set_attention_path(AttentionPath::kSplit);
     for (int v = 0; v < attention_decode_variants(); ++v)
       for (auto [spw, cpc, fold] : kDecodeShapes) {
@@ -322,7 +337,8 @@ TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
                              {AttentionPath::kSplit, true, 0, kDecodeTile4, 0, 0, 0},
                              {AttentionPath::kFused, true, 0, kDecodeAuto, 0, 0, 0},
                              {AttentionPath::kFused, true, 1, kDecodeAuto, 0, 0, 0},
-                             {AttentionPath::kFused, true, 2, kDecodeAuto, 0, 0, 0}};
+                             {AttentionPath::kFused, true, 2, kDecodeAuto, 0, 0, 0},
+                             {AttentionPath::kWgmma, true, 0, kDecodeAuto, 0, 0, 0}};
   for (int v = 0; v < attention_decode_variants(); ++v)
     for (auto [spw, cpc, fold] : kDecodeShapes)
       grids.push_back({AttentionPath::kSplit, true, 0, v, spw, cpc, fold});
@@ -357,6 +373,17 @@ TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
   }
   EXPECT_TRUE(same_bytes(b.chunked(s_long, 512), b.alone[s_long]))
       << "chunked prefill of the 2600-token sequence";
+  // The same chunks through the two prefill grids forced (auto gives the decode grids to the
+  // small ones).
+  for (AttentionPath path : {AttentionPath::kWgmma, AttentionPath::kFused}) {
+    set_attention_path(path);
+    for (int64_t chunk : {1, 7, 64, 512})
+      EXPECT_TRUE(same_bytes(b.chunked(s_mid, chunk), b.alone[s_mid]))
+          << "chunked prefill, chunk " << chunk << ", path " << int(path);
+    EXPECT_TRUE(same_bytes(b.chunked(s_long, 512), b.alone[s_long]))
+        << "chunked prefill of the 2600-token sequence, path " << int(path);
+  }
+  reset();
   EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long]))
       << "decode of the 2600-token sequence";
   // Token by token through forced decode shapes (variant, spw, cpc): warp-chunk and CTA-chunk,
@@ -385,10 +412,12 @@ TEST_F(CudaAttention, GraphReplayEqualsEager) {
   // Decode with the automatic grid, then forced CTA-chunk and warp-chunk shapes; prefill last.
   const int shapes[][4] = {
       {kDecodeAuto, 0, 0, 0},  {1, 0, 1, 1},           {2, 4, 0, 1}, {3, 0, 1, 2},
-      {kDecodeTile4, 0, 0, 0}, {kDecodeAuto, -1, 0, 0}};
+      {kDecodeTile4, 0, 0, 0}, {kDecodeAuto, -1, 0, 0}, {kDecodeAuto, -2, 0, 0}};
   for (auto [variant, spw, cpc, fold] : shapes) {
     const bool decode = spw >= 0;
     set_attention_decode(variant, std::max(spw, 0), cpc, fold);
+    // Prefill: -1 the automatic grid (the wgmma one), -2 the mma.sync fused grid forced.
+    set_attention_path(spw == -2 ? AttentionPath::kFused : AttentionPath::kAuto);
     std::vector<Tok> toks = decode ? b.last_tokens() : b.all_tokens();
     const int64_t m = int64_t(toks.size());
     std::vector<int32_t> seq, pos, rows;
@@ -428,6 +457,9 @@ TEST_F(CudaAttention, GraphReplayEqualsEager) {
     for (int64_t s = 0; s < w.nseq && decode; ++s)
       ASSERT_TRUE(same_bytes(rows_of(eager, s, 1, b.row_bytes),
                              rows_of(b.alone[s], w.len[s] - 1, 1, b.row_bytes)));
+    for (int64_t s = 0; s < w.nseq && !decode; ++s)
+      ASSERT_TRUE(same_bytes(rows_of(eager, w.first[s], w.len[s], b.row_bytes), b.alone[s]))
+          << "prefill, seq " << s << " path " << spw;
     BITEXACT_CUDA_CHECK(cudaGraphExecDestroy(exec));
     BITEXACT_CUDA_CHECK(cudaGraphDestroy(graph));
   }
@@ -467,6 +499,15 @@ TEST_F(CudaAttention, FewSmsGiveSameBits) {
   BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_TRUE(same_bytes(few_dec, full_dec)) << "decode batch with ~8 SMs";
   EXPECT_TRUE(same_bytes(few_pre, full_pre)) << "prefill batch with ~8 SMs";
+  // Each prefill grid forced (auto takes the wgmma one above).
+  for (AttentionPath path : {AttentionPath::kWgmma, AttentionPath::kFused}) {
+    set_attention_path(path);
+    hog_sms<<<sms - 8, 32, smem, hog>>>(2'000'000'000LL);
+    Bytes few = run(w, b.all_tokens(), w.gkc.t, w.gvc.t, true, work);
+    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_TRUE(same_bytes(few, full_pre)) << "prefill batch with ~8 SMs, path " << int(path);
+  }
+  reset();
   BITEXACT_CUDA_CHECK(cudaStreamDestroy(hog));
   BITEXACT_CUDA_CHECK(cudaStreamDestroy(work));
 }
@@ -486,6 +527,33 @@ TEST_F(CudaAttention, NonInvariantModeIsCaught) {
   std::printf("non-invariant decode: %d of %lld sequences differ alone vs batch of 64\n", differ,
               (long long)w.nseq);
   EXPECT_GT(differ, 0) << "non-invariant mode should change bits with the batch";
+}
+
+// The wgmma prefill grid with a deliberately different merge order (every sub-tile merged straight
+// into the running partial, no chunk level) must give different bits for sequences longer than
+// one chunk: proof that its bit comparisons above can fail. Sequences within one chunk merge in
+// the same order either way and must still match.
+TEST_F(CudaAttention, WgmmaMergeOrderIsCaught) {
+  Bitwise b(test_seed("attention wgmma order"));
+  World& w = b.w;
+  set_attention_path(AttentionPath::kWgmma);
+  set_attention_wgmma_flat_merge(true);
+  Bytes all = run(w, b.all_tokens(), w.gkc.t, w.gvc.t);
+  reset();
+  int differ = 0, long_seqs = 0, short_differ = 0;
+  for (int64_t s = 0; s < w.nseq; ++s) {
+    const bool same = same_bytes(rows_of(all, w.first[s], w.len[s], b.row_bytes), b.alone[s]);
+    if (w.len[s] > kAttentionChunk) {
+      ++long_seqs;
+      differ += !same;
+    } else {
+      short_differ += !same;
+    }
+  }
+  std::printf("wgmma flat merge: %d of %d sequences over one chunk differ, %d shorter ones\n",
+              differ, long_seqs, short_differ);
+  EXPECT_GT(differ, 0) << "a different merge order should change bits";
+  EXPECT_EQ(short_differ, 0) << "one-chunk sequences merge in the same order";
 }
 
 }  // namespace
