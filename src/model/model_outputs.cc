@@ -16,7 +16,11 @@ void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const
   const DType act = ctx_.device == Device::kCpu ? DType::kF32 : DType::kBF16;
   const Tensor logits = ws.logits.as(act, {rows, V});
   Tensor lp = ws.logprobs.as(DType::kF32, {rows, V});
-  if (out.logprobs) ops::log_softmax(ctx_, logits, lp);
+  auto full = [&](int r) { return b.row_top_n.empty() || b.row_top_n[size_t(r)] < 0; };
+  bool any_full = false;
+  for (int r = 0; r < rows; ++r) any_full = any_full || full(r);
+  // Vocabulary-sized log-softmax rows only for rows that go to the host whole.
+  if (out.logprobs && any_full) ops::log_softmax(ctx_, logits, lp);
 
   // Copies rows [r0, r1) of the logits (and log-softmax) to the host.
   auto copy_rows = [&](int r0, int r1) {
@@ -33,7 +37,6 @@ void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const
       ops::copy(ctx_, slice(lp, lp.data, DType::kF32), lp_host);
     }
   };
-  auto full = [&](int r) { return b.row_top_n.empty() || b.row_top_n[size_t(r)] < 0; };
   for (int r0 = 0; r0 < rows;) {  // runs of consecutive full rows, one copy each
     if (!full(r0)) {
       ++r0;
@@ -49,11 +52,12 @@ void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const
 
   // Greedy token = top-1 of the logits. Its logprob = top-1 of the log-softmax: log_softmax is
   // x - lse with one lse per row, monotone in x, so the largest logprob is the argmax's.
+  // top_logprobs = top_tokens(log_softmax(logits)) without writing the f32 rows.
   const int n = std::max(1, *std::max_element(b.row_top_n.begin(), b.row_top_n.end()));
   Tensor g_ids = ws.greedy_ids.as(DType::kI32, {rows, 1}), g_vals = ws.greedy_vals.as(DType::kF32, {rows, 1});
   Tensor t_ids = ws.top_ids.as(DType::kI32, {rows, n}), t_vals = ws.top_vals.as(DType::kF32, {rows, n});
   ops::top_tokens(ctx_, logits, g_ids, g_vals);
-  ops::top_tokens(ctx_, lp, t_ids, t_vals);
+  ops::top_logprobs(ctx_, logits, t_ids, t_vals);
   std::vector<int32_t> greedy(static_cast<size_t>(rows)), ids(static_cast<size_t>(rows) * size_t(n));
   std::vector<float> vals(ids.size());
   Tensor h_greedy = Tensor::view(greedy.data(), DType::kI32, {rows, 1});

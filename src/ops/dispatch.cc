@@ -182,6 +182,20 @@ void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& va
   BITEXACT_DISPATCH(top_tokens, ctx, x, ids, vals);
 }
 
+void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals) {
+  expect(logits.ndim == 2 && logits.stride[1] == 1 &&
+             (logits.dtype == DType::kF32 || logits.dtype == DType::kBF16),
+         "top_logprobs", "logits must be [R,V] F32 or BF16 with contiguous rows");
+  expect(ids.ndim == 2 && ids.dtype == DType::kI32 && ids.dim(0) == logits.dim(0) && ids.is_contiguous(),
+         "top_logprobs", "ids must be contiguous I32 [R,n]");
+  expect(vals.ndim == 2 && vals.dtype == DType::kF32 && vals.dim(0) == logits.dim(0) &&
+             vals.dim(1) == ids.dim(1) && vals.is_contiguous(),
+         "top_logprobs", "vals must be contiguous F32 [R,n]");
+  expect(ids.dim(1) >= 1 && ids.dim(1) <= kMaxTopTokens && ids.dim(1) <= logits.dim(1), "top_logprobs",
+         "n must be in [1, min(V, kMaxTopTokens)]");
+  BITEXACT_DISPATCH(top_logprobs, ctx, logits, ids, vals);
+}
+
 int64_t moe_groups_len(int64_t rows, int64_t num_experts) {
   // Offsets and grouped rows, then the CUDA backend's two tile maps (16- and 64-row tiles of one
   // expert each, see ops/cuda/moe.cu): a count and (expert, first entry) pairs, at most

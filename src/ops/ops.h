@@ -109,6 +109,10 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
 constexpr int kMaxTopTokens = 32;
 void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
 
+// top_tokens(log_softmax(logits)) without the vocabulary-sized f32 rows: the same ids and values
+// (bit for bit, on the same device), for the logprobs of greedy rows.
+void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals);
+
 // Mixture of experts (qwen3_moe). M tokens each pick k of E experts; row r = m * k + s of the
 // expert ops is slot s of token m. Every op below computes a row from that row's inputs only:
 // which other tokens chose the same expert, and how many, never reaches the arithmetic.

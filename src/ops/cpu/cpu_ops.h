@@ -26,6 +26,7 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
 void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out);
 void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
+void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals);
 void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
                MoeRouting& routing);
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,

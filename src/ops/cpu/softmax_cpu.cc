@@ -1,7 +1,9 @@
 // CPU log-softmax over rows of logits. The sum of exponentials runs in 8 lanes in a fixed order
-// (as simd.h's dot), so a row's log-probabilities depend on that row alone.
+// (as simd.h's dot), so a row's log-probabilities depend on that row alone. top_logprobs is
+// defined as top_tokens of those rows.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/thread_pool.h"
 #include "ops/cpu/cpu_ops.h"
@@ -24,6 +26,23 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
       for (int64_t i = 0; i < V; ++i) o[i] = x[i] - lse;
     }
   });
+}
+
+void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals) {
+  const int64_t R = logits.dim(0), V = logits.dim(1);
+  std::vector<float> f32;  // bf16 logits widened (the CPU backend's activations are f32)
+  Tensor x = logits;
+  if (logits.dtype == DType::kBF16) {
+    f32.resize(size_t(R * V));
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t i = 0; i < V; ++i)
+        f32[size_t(r * V + i)] = bf16_to_f32(logits.ptr<uint16_t>()[r * logits.stride[0] + i]);
+    x = Tensor::view(f32.data(), DType::kF32, {R, V});
+  }
+  std::vector<float> lp(size_t(R * V));
+  Tensor lpt = Tensor::view(lp.data(), DType::kF32, {R, V});
+  cpu::log_softmax(ctx, x, lpt);
+  cpu::top_tokens(ctx, lpt, ids, vals);
 }
 
 }  // namespace bitexact::ops::cpu

@@ -30,6 +30,10 @@ void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& va
 // 1: one CTA per row). Speed only, for tests and benches: every slicing gives the same result.
 void top_tokens_sliced(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals,
                        int slices);
+void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals);
+// top_tokens of x[r, :] - minus[r] (device pointer, f32 subtraction): top_logprobs' second half.
+void top_tokens_minus(const ExecContext& ctx, const Tensor& x, const float* minus, Tensor& ids,
+                      Tensor& vals);
 void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
                MoeRouting& routing);
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,

@@ -1,6 +1,17 @@
-// CUDA log-softmax over rows of logits (bf16 or f32 in, f32 out). One CTA of 1024 threads per row
-// whatever the batch: the max is exact in any order, and the sum of exponentials runs per thread
-// over a fixed stride then through a fixed shuffle tree, so a row's bits depend on V alone.
+// CUDA log-softmax and top log-probabilities over rows of logits (bf16 or f32 in, f32 out).
+// Both rest on one row log-sum-exp. The row is cut into column slices of at most 8192 (their
+// number a function of V alone), one CTA each: a CTA finds its slice's max m_s (exact in any
+// order) and s_s = the sum of exp(x - m_s) in a fixed order (thread t: the 8-column groups t,
+// t + 256, ... of the slice, ascending, then block_sum's fixed tree); the last CTA of the row to
+// finish (integer counter) folds the slices in slice order, L = sum_s s_s * exp(m_s - M) with M
+// the row max, lse = M + log(L). A row's lse thus depends on V and its own values only, and a
+// greedy step's log-softmax is ~19 CTAs' work instead of one SM's.
+// log_softmax writes x - lse; top_logprobs runs top_tokens on x - lse without writing the row, so
+// it returns exactly top_tokens(log_softmax(x)) (same values, same order) at a fraction of the
+// traffic.
+#include <map>
+#include <mutex>
+
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/pdl.cuh"
@@ -8,47 +19,195 @@
 namespace bitexact::ops::cuda {
 namespace {
 
-constexpr int kThreads = 1024;
+constexpr int kThreads = 256;
+constexpr int64_t kSliceColumns = 8192;
+constexpr int kGroupsPerThread = int(kSliceColumns / 8 / kThreads);  // 4: the slice in registers
 
+struct LseScratch {
+  float2* part;   // [rows, slices]: (m_s, s_s)
+  int* counters;  // [rows]: finished slices; the last one resets it to 0
+  float* lse;     // [rows]
+};
+
+// Columns [c, c + 8) as floats; columns at or past v read as -inf, which adds an exact +0 to the
+// sum below. The values do not depend on which load is used, so neither does any result.
+template <typename T>
+__device__ __forceinline__ void load_group(const T* row, int64_t c, int64_t v, bool aligned,
+                                           float (&e)[8]) {
+  if (aligned && c + 8 <= v) {
+    if constexpr (sizeof(T) == 2) {
+      const uint4 u = __ldg(reinterpret_cast<const uint4*>(row + c));
+      const T* h = reinterpret_cast<const T*>(&u);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) e[j] = to_f32(h[j]);
+    } else {
+      const float4 a = __ldg(reinterpret_cast<const float4*>(row + c));
+      const float4 b = __ldg(reinterpret_cast<const float4*>(row + c + 4));
+      e[0] = a.x, e[1] = a.y, e[2] = a.z, e[3] = a.w, e[4] = b.x, e[5] = b.y, e[6] = b.z, e[7] = b.w;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) e[j] = c + j < v ? to_f32(row[c + j]) : -INFINITY;
+  }
+}
+
+// Grid (rows, slices), kThreads threads; `slice` columns per CTA, a multiple of 8.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    log_softmax_kernel(const T* __restrict__ x, int64_t xs, float* __restrict__ out, int64_t os,
-                       int64_t v) {
-  __shared__ float scratch[32];
+    row_lse_kernel(const T* __restrict__ x, int64_t xs, int64_t v, int64_t slice, LseScratch sc) {
+  __shared__ float scratch[kThreads / 32];
+  __shared__ bool is_last;
   pdl_wait();
   pdl_launch_dependents();
-  const T* row = x + blockIdx.x * xs;
-  float* o = out + blockIdx.x * os;
+  const int64_t r = blockIdx.x;
+  const int slices = gridDim.y;
+  const T* row = x + r * xs;
+  const int64_t c0 = blockIdx.y * slice, c1 = min(v, c0 + slice);
+  const bool aligned = reinterpret_cast<uintptr_t>(row) % 16 == 0;
+  float e[kGroupsPerThread][8];
   float mx = -INFINITY;
-  for (int64_t i = threadIdx.x; i < v; i += kThreads) mx = fmaxf(mx, to_f32(row[i]));
+#pragma unroll
+  for (int g = 0; g < kGroupsPerThread; ++g) {
+    load_group(row, c0 + (int64_t(g) * kThreads + threadIdx.x) * 8, c1, aligned, e[g]);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) mx = fmaxf(mx, e[g][j]);
+  }
   mx = block_max<kThreads>(mx, scratch);
-  float sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < v; i += kThreads) sum += expf(to_f32(row[i]) - mx);
-  sum = block_sum<kThreads>(sum, scratch);
-  const float lse = mx + logf(sum);
-  for (int64_t i = threadIdx.x; i < v; i += kThreads) o[i] = to_f32(row[i]) - lse;
+  float s = 0.0f;
+  if (mx != -INFINITY) {  // a slice of -inf only (masked columns) adds nothing
+#pragma unroll
+    for (int g = 0; g < kGroupsPerThread; ++g)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s = __fadd_rn(s, expf(__fsub_rn(e[g][j], mx)));
+  }
+  s = block_sum<kThreads>(s, scratch);
+  if (slices > 1) {
+    if (threadIdx.x == 0) __stcg(sc.part + r * slices + blockIdx.y, make_float2(mx, s));
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const int prev = atomicAdd(sc.counters + r, 1);  // integer arrival count, no float atomics
+      is_last = prev == slices - 1;
+      if (is_last) sc.counters[r] = 0;  // ready for the next launch
+    }
+    __syncthreads();
+    if (!is_last || threadIdx.x != 0) return;
+    __threadfence();
+    // The fold reads every slice in slice order, so the arrival order never reaches the bits.
+    mx = -INFINITY;
+    for (int i = 0; i < slices; ++i) mx = fmaxf(mx, __ldcg(sc.part + r * slices + i).x);
+    s = 0.0f;
+    for (int i = 0; i < slices; ++i) {
+      const float2 p = __ldcg(sc.part + r * slices + i);
+      if (p.x != -INFINITY) s = __fadd_rn(s, __fmul_rn(p.y, expf(__fsub_rn(p.x, mx))));
+    }
+  } else if (threadIdx.x != 0) {
+    return;
+  }
+  sc.lse[r] = __fadd_rn(mx, logf(s));
+}
+
+// out[r, c] = x[r, c] - lse[r]; grid (ceil(v / (8 kThreads)), rows).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    sub_lse_kernel(const T* __restrict__ x, int64_t xs, const float* __restrict__ lse,
+                   float* __restrict__ out, int64_t os, int64_t v) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.y, c = (int64_t(blockIdx.x) * kThreads + threadIdx.x) * 8;
+  if (c >= v) return;
+  const T* row = x + r * xs;
+  float e[8];
+  load_group(row, c, v, reinterpret_cast<uintptr_t>(row) % 16 == 0, e);
+  const float l = lse[r];
+  float* o = out + r * os;
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+    if (c + j < v) o[c + j] = __fsub_rn(e[j], l);
+}
+
+// Per-device slice partials, counters and lse values: grown outside graph capture, never shrunk.
+LseScratch lse_scratch(int64_t rows, int slices, cudaStream_t st) {
+  struct Buffers {
+    float2* part = nullptr;
+    int* counters = nullptr;
+    float* lse = nullptr;
+    int64_t part_len = 0, rows_len = 0;
+  };
+  static std::mutex mu;
+  static std::map<int, Buffers> per_device;
+  int dev = 0;
+  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  Buffers& b = per_device[dev];
+  if (b.part_len < rows * slices || b.rows_len < rows) {
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    BITEXACT_CUDA_CHECK(cudaStreamIsCapturing(st, &cap));
+    if (cap != cudaStreamCaptureStatusNone)
+      unsupported("log_softmax", "the scratch buffers must grow during a graph capture; run the "
+                                 "shape once before capturing");
+    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());  // the old buffers may be in use
+    if (b.part_len < rows * slices) {
+      BITEXACT_CUDA_CHECK(cudaFree(b.part));
+      b.part_len = std::max<int64_t>(rows * slices, 1 << 14);
+      BITEXACT_CUDA_CHECK(cudaMalloc(&b.part, size_t(b.part_len) * sizeof(float2)));
+    }
+    if (b.rows_len < rows) {
+      BITEXACT_CUDA_CHECK(cudaFree(b.counters));
+      BITEXACT_CUDA_CHECK(cudaFree(b.lse));
+      b.rows_len = std::max<int64_t>(rows, 1024);
+      BITEXACT_CUDA_CHECK(cudaMalloc(&b.counters, size_t(b.rows_len) * sizeof(int)));
+      BITEXACT_CUDA_CHECK(cudaMalloc(&b.lse, size_t(b.rows_len) * sizeof(float)));
+      BITEXACT_CUDA_CHECK(cudaMemset(b.counters, 0, size_t(b.rows_len) * sizeof(int)));
+      BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+  }
+  return {b.part, b.counters, b.lse};
+}
+
+// Launches row_lse_kernel for every row of x; returns the device pointer of lse[rows].
+template <typename T>
+const float* launch_lse(const Tensor& x, cudaStream_t st) {
+  const int64_t rows = x.dim(0), v = x.dim(1);
+  int slices = int((v + kSliceColumns - 1) / kSliceColumns);
+  // Slices of whole 8-column groups, none empty, none longer than kSliceColumns.
+  const int64_t slice = ((v + slices - 1) / slices + 7) / 8 * 8;
+  slices = int((v + slice - 1) / slice);
+  const LseScratch sc = lse_scratch(rows, slices, st);
+  BITEXACT_CUDA_CHECK(launch_pdl(row_lse_kernel<T>, dim3(unsigned(rows), unsigned(slices)),
+                                 dim3(kThreads), 0, st, x.ptr<T>(), x.stride[0], v, slice, sc));
+  return sc.lse;
+}
+
+template <typename T>
+void launch_log_softmax(const Tensor& x, Tensor& out, cudaStream_t st) {
+  const float* lse = launch_lse<T>(x, st);
+  const int64_t rows = x.dim(0), v = x.dim(1);
+  const dim3 grid(unsigned((v + 8 * kThreads - 1) / (8 * kThreads)), unsigned(rows));
+  BITEXACT_CUDA_CHECK(launch_pdl(sub_lse_kernel<T>, grid, dim3(kThreads), 0, st, x.ptr<T>(),
+                                 x.stride[0], lse, out.ptr<float>(), out.stride[0], v));
 }
 
 }  // namespace
 
 void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
-  const int64_t rows = logits.dim(0), v = logits.dim(1);
-  if (rows == 0) return;
-  cudaStream_t st = stream_of(ctx);
+  if (logits.dim(0) == 0) return;
   switch (logits.dtype) {
-    case DType::kBF16:
-      BITEXACT_CUDA_CHECK(launch_pdl(log_softmax_kernel<__nv_bfloat16>, dim3(unsigned(rows)),
-                                     dim3(kThreads), 0, st, logits.ptr<__nv_bfloat16>(),
-                                     logits.stride[0], out.ptr<float>(), out.stride[0], v));
-      break;
-    case DType::kF32:
-      BITEXACT_CUDA_CHECK(launch_pdl(log_softmax_kernel<float>, dim3(unsigned(rows)),
-                                     dim3(kThreads), 0, st, logits.ptr<float>(), logits.stride[0],
-                                     out.ptr<float>(), out.stride[0], v));
-      break;
-    default:
-      unsupported("log_softmax", "logits must be BF16 or F32");
+    case DType::kBF16: return launch_log_softmax<__nv_bfloat16>(logits, out, stream_of(ctx));
+    case DType::kF32: return launch_log_softmax<float>(logits, out, stream_of(ctx));
+    default: unsupported("log_softmax", "logits must be BF16 or F32");
   }
+}
+
+void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals) {
+  if (logits.dim(0) == 0) return;
+  const float* lse = nullptr;
+  switch (logits.dtype) {
+    case DType::kBF16: lse = launch_lse<__nv_bfloat16>(logits, stream_of(ctx)); break;
+    case DType::kF32: lse = launch_lse<float>(logits, stream_of(ctx)); break;
+    default: unsupported("top_logprobs", "logits must be BF16 or F32");
+  }
+  top_tokens_minus(ctx, logits, lse, ids, vals);
 }
 
 }  // namespace bitexact::ops::cuda

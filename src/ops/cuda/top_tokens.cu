@@ -5,6 +5,9 @@
 // greedy step's top-1 is not one SM's work: each slice's CTA publishes its n best keys, and the
 // last CTA of the row to finish (integer counter) pops the row's n best from those candidates,
 // which hold the row's top-n because the keys are unique.
+// top_tokens_minus ranks x - minus[row] instead of x (f32 subtraction, the value log_softmax
+// writes): top_logprobs (softmax.cu) uses it so that no vocabulary-sized row is written.
+// Subtracting +0 leaves every value's bits unchanged, so plain top_tokens is minus = 0.
 #include <map>
 #include <mutex>
 
@@ -49,7 +52,7 @@ struct TopList {
 // Considers columns [c0, c1) of `row`. The scan order is free (see the header): bf16 columns on
 // 16-byte boundaries are read 8 per load, kUnroll loads in flight per thread.
 template <int kThreads, int kMaxN, typename T>
-__device__ __forceinline__ void scan_columns(const T* row, int64_t c0, int64_t c1,
+__device__ __forceinline__ void scan_columns(const T* row, int64_t c0, int64_t c1, float minus,
                                              TopList<kMaxN>& t) {
   int64_t done = c0;
   if constexpr (sizeof(T) == 2) {
@@ -70,14 +73,15 @@ __device__ __forceinline__ void scan_columns(const T* row, int64_t c0, int64_t c
           if (g >= groups) break;
           const T* e = reinterpret_cast<const T*>(&pack[u]);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) t.consider(top_key(to_f32(e[j]), int32_t(c0 + g * 8 + j)));
+          for (int j = 0; j < 8; ++j)
+            t.consider(top_key(__fsub_rn(to_f32(e[j]), minus), int32_t(c0 + g * 8 + j)));
         }
       }
       done = c0 + groups * 8;
     }
   }
   for (int64_t i = done + threadIdx.x; i < c1; i += kThreads)
-    t.consider(top_key(to_f32(row[i]), int32_t(i)));
+    t.consider(top_key(__fsub_rn(to_f32(row[i]), minus), int32_t(i)));
 }
 
 // One round of the block-wide max: every thread gets the largest remaining key (0 when none),
@@ -108,7 +112,8 @@ struct SliceScratch {
 template <int kThreads, int kMaxN, typename T>
 __global__ void __launch_bounds__(kThreads)
     top_tokens_kernel(const T* __restrict__ x, int64_t xs, int64_t v, int n, int64_t slice,
-                      SliceScratch scratch, int32_t* __restrict__ ids, float* __restrict__ vals) {
+                      SliceScratch scratch, const float* __restrict__ minus_row,
+                      int32_t* __restrict__ ids, float* __restrict__ vals) {
   __shared__ uint64_t warp_best[kThreads / 32];
   __shared__ bool is_last;
   pdl_wait();
@@ -116,10 +121,11 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t r = blockIdx.x;
   const int slices = gridDim.y;
   const T* row = x + r * xs;
+  const float minus = minus_row ? minus_row[r] : 0.0f;
   TopList<kMaxN> t;
   t.init(n);
   const int64_t c0 = blockIdx.y * slice;
-  scan_columns<kThreads>(row, c0, min(v, c0 + slice), t);
+  scan_columns<kThreads>(row, c0, min(v, c0 + slice), minus, t);
   if (slices > 1) {
     uint64_t* cand = scratch.cand + r * slices * n;
     for (int round = 0; round < n; ++round) {
@@ -147,7 +153,7 @@ __global__ void __launch_bounds__(kThreads)
       // Fewer than n real keys can only happen with NaN rows: report column 0's value then.
       const int32_t col = top == 0 ? 0 : top_key_column(top);
       ids[r * n + round] = col;
-      vals[r * n + round] = to_f32(row[col]);
+      vals[r * n + round] = __fsub_rn(to_f32(row[col]), minus);
     }
   }
 }
@@ -191,7 +197,8 @@ SliceScratch slice_scratch(int64_t rows, int slices, int n, cudaStream_t st) {
 }
 
 template <typename T>
-void launch(const Tensor& x, Tensor& ids, Tensor& vals, int slices_forced, cudaStream_t st) {
+void launch(const Tensor& x, const float* minus, Tensor& ids, Tensor& vals, int slices_forced,
+            cudaStream_t st) {
   const int n = int(ids.dim(1));
   const int64_t rows = x.dim(0), v = x.dim(1);
   int slices = slices_forced > 0
@@ -204,11 +211,11 @@ void launch(const Tensor& x, Tensor& ids, Tensor& vals, int slices_forced, cudaS
   const dim3 grid{unsigned(rows), unsigned(slices), 1u};
   if (n == 1)
     BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<512, 1, T>, grid, dim3(512), 0, st, x.ptr<T>(),
-                                   x.stride[0], v, n, slice, scratch, ids.ptr<int32_t>(),
+                                   x.stride[0], v, n, slice, scratch, minus, ids.ptr<int32_t>(),
                                    vals.ptr<float>()));
   else
     BITEXACT_CUDA_CHECK(launch_pdl(top_tokens_kernel<256, kMaxTopTokens, T>, grid, dim3(256), 0, st,
-                                   x.ptr<T>(), x.stride[0], v, n, slice, scratch,
+                                   x.ptr<T>(), x.stride[0], v, n, slice, scratch, minus,
                                    ids.ptr<int32_t>(), vals.ptr<float>()));
 }
 
@@ -218,9 +225,18 @@ void top_tokens_sliced(const ExecContext& ctx, const Tensor& x, Tensor& ids, Ten
                        int slices) {
   if (x.dim(0) == 0) return;
   if (x.dtype == DType::kBF16)
-    launch<__nv_bfloat16>(x, ids, vals, slices, stream_of(ctx));
+    launch<__nv_bfloat16>(x, nullptr, ids, vals, slices, stream_of(ctx));
   else
-    launch<float>(x, ids, vals, slices, stream_of(ctx));
+    launch<float>(x, nullptr, ids, vals, slices, stream_of(ctx));
+}
+
+void top_tokens_minus(const ExecContext& ctx, const Tensor& x, const float* minus, Tensor& ids,
+                      Tensor& vals) {
+  if (x.dim(0) == 0) return;
+  if (x.dtype == DType::kBF16)
+    launch<__nv_bfloat16>(x, minus, ids, vals, 0, stream_of(ctx));
+  else
+    launch<float>(x, minus, ids, vals, 0, stream_of(ctx));
 }
 
 void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals) {

@@ -205,6 +205,34 @@ TEST(OpsCpu, AttentionMatchesReferenceAndIsInvariant) {
   }
 }
 
+// top_logprobs is top_tokens of the log-softmax rows, whatever the logits' dtype.
+TEST(OpsCpu, TopLogprobsIsTopTokensOfLogSoftmax) {
+  ExecContext ctx;
+  const int64_t R = 3, V = 517, n = 7;
+  std::mt19937 g(9);
+  std::uniform_int_distribution<int> level(0, 40);
+  std::vector<float> x(R * V), lp(R * V);
+  for (auto& e : x) e = float(level(g)) * 0.5f - 10.0f;
+  Tensor tlp = t2(lp, R, V);
+  log_softmax(ctx, t2(x, R, V), tlp);
+  std::vector<int32_t> want_ids(R * n), ids(R * n);
+  std::vector<float> want_vals(R * n), vals(R * n);
+  Tensor wi = Tensor::view(want_ids.data(), DType::kI32, {R, n}), wv = t2(want_vals, R, n);
+  top_tokens(ctx, tlp, wi, wv);
+  Tensor ti = Tensor::view(ids.data(), DType::kI32, {R, n}), tv = t2(vals, R, n);
+  top_logprobs(ctx, t2(x, R, V), ti, tv);
+  EXPECT_EQ(ids, want_ids);
+  EXPECT_EQ(0, std::memcmp(vals.data(), want_vals.data(), vals.size() * 4));
+  // bf16 logits: the same as their f32 widening.
+  std::vector<uint16_t> xb(R * V);
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);  // levels are exact in bf16
+  Tensor tb = Tensor::view(xb.data(), DType::kBF16, {R, V});
+  top_logprobs(ctx, tb, ti, tv);
+  EXPECT_EQ(ids, want_ids);
+  Tensor bad = Tensor::view(ids.data(), DType::kI32, {R + 1, n});
+  EXPECT_THROW(top_logprobs(ctx, t2(x, R, V), bad, tv), Error);
+}
+
 TEST(OpsCpu, TopTokensOrdersByValueThenLowestColumn) {
   ExecContext ctx;
   const int64_t R = 3, V = 1000;

@@ -1,7 +1,7 @@
 // CUDA top_tokens against the CPU op, bit for bit: rows of a Qwen3-sized vocabulary with many
 // exact ties (values drawn from a small bf16 set), in bf16 and f32, for n = 1 (greedy) and
 // n = 20 (top logprobs), ids and values poisoned first. Plus row invariance: a row alone gives
-// what it gives inside a batch of 64.
+// what it gives inside a batch of 64. And top_logprobs == top_tokens(log_softmax(x)), bit for bit.
 #include <algorithm>
 
 #include "ops/cuda/tests/ops_test_util.cuh"
@@ -118,6 +118,52 @@ TEST(CudaTopTokens, RowAloneEqualsRowInBatch) {
     auto alone = upload(one, DType::kF32, {1, v});
     Top t = gpu_top(alone.t, 20);
     EXPECT_TRUE(std::equal(t.ids.begin(), t.ids.end(), all.ids.begin() + r * 20)) << r;
+  }
+}
+
+// top_logprobs ranks x - lse without writing the f32 rows; it must return exactly what
+// top_tokens finds in log_softmax's rows (the greedy path and the host-sampling path report the
+// same logprobs). Ties everywhere, a NaN row entry, a masked (-inf) slice, odd and short rows,
+// strided rows, bf16 and f32, n = 1 / 5 / 20.
+TEST(CudaTopTokens, TopLogprobsEqualsTopTokensOfLogSoftmax) {
+  init_cuda_backend(0);
+  std::mt19937_64 rng(test_seed("top_logprobs"));
+  std::uniform_int_distribution<int> level(0, 63);
+  for (int64_t v : {int64_t(151936), int64_t(8193), int64_t(1000), int64_t(37)}) {
+    const int64_t rows = 6, ld = v + 8;
+    std::vector<float> x(size_t(rows * ld));
+    for (auto& e : x) e = float(level(rng)) * 0.25f - 8.0f;
+    x[3] = NAN;
+    if (v > 9000)
+      for (int64_t c = 0; c < 8192; ++c) x[size_t(2 * ld + c)] = -INFINITY;  // a masked slice
+    for (DType dt : {DType::kBF16, DType::kF32}) {
+      auto gx = upload(x, dt, {rows, ld});
+      Tensor view = gx.t;
+      view.shape[1] = v;  // strided rows (ld > v)
+      auto lp = device_empty(DType::kF32, {rows, v});
+      poison(lp.t);
+      ops::cuda::log_softmax(gpu_ctx(), view, lp.t);
+      for (int n : {1, 5, 20}) {
+        if (n > v) continue;
+        auto ids = device_empty(DType::kI32, {rows, n}), vals = device_empty(DType::kF32, {rows, n});
+        poison(ids.t);
+        poison(vals.t);
+        ops::cuda::top_logprobs(gpu_ctx(), view, ids.t, vals.t);
+        Top want = gpu_top(lp.t, n);
+        const std::string what = "v=" + std::to_string(v) + " n=" + std::to_string(n) +
+                                 (dt == DType::kBF16 ? " bf16" : " f32");
+        EXPECT_TRUE(same_bytes(download_bytes(ids.t),
+                               std::vector<uint8_t>(reinterpret_cast<uint8_t*>(want.ids.data()),
+                                                    reinterpret_cast<uint8_t*>(want.ids.data()) +
+                                                        want.ids.size() * 4)))
+            << what;
+        EXPECT_TRUE(same_bytes(download_bytes(vals.t),
+                               std::vector<uint8_t>(reinterpret_cast<uint8_t*>(want.vals.data()),
+                                                    reinterpret_cast<uint8_t*>(want.vals.data()) +
+                                                        want.vals.size() * 4)))
+            << what;
+      }
+    }
   }
 }
 
