@@ -52,11 +52,11 @@ CUtensorMap make_tensor_map(const void* ptr, int64_t rows, int64_t K, int64_t ld
   return map;
 }
 
-template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER, bool SPLIT = false>
+template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER, bool SPLIT = false, int EPI_N = 0>
 void launch_tile(LinearParams p, cudaStream_t stream) {
-  constexpr int smem = wgmma_smem_bytes<BM, BN, STAGES>();
+  constexpr int smem = wgmma_smem_bytes<BM, BN, STAGES, EPI_N>();
   static_assert(smem <= 227 * 1024, "shared memory per block");
-  auto kernel = linear_wgmma_kernel<BM, BN, STAGES, FOLD, CLUSTER, SPLIT>;
+  auto kernel = linear_wgmma_kernel<BM, BN, STAGES, FOLD, CLUSTER, SPLIT, EPI_N>;
   static std::atomic<uint64_t> attr_set{0};  // the opt-in is per device: bit per device
   int dev = 0;
   LINEAR_CUDA_CHECK(cudaGetDevice(&dev));
@@ -67,6 +67,9 @@ void launch_tile(LinearParams p, cudaStream_t stream) {
   }
   const CUtensorMap tmap_x = make_tensor_map(p.x, p.M, p.K, p.ldx, BM);
   const CUtensorMap tmap_w = make_tensor_map(p.w, p.N, p.K, p.K, BN / CLUSTER);
+  // v6 TMA-store epilogue: y [M, N] in boxes of 64 x 64 (check_linear_args guarantees the
+  // 16-byte alignment of y and of its row stride). Unused (x's map as filler) otherwise.
+  const CUtensorMap tmap_y = EPI_N > 0 ? make_tensor_map(p.y, p.M, p.N, p.ldy, 64) : tmap_x;
   const int64_t units_m = ceil_div(p.M, int64_t(BM) * CLUSTER), n_tiles = ceil_div(p.N, BN);
   // Raster groups of M-units whose x rows stay around 16 MB so that the CTAs in flight share
   // weight tiles through L2 (as in linear.cu). Speed only.
@@ -105,13 +108,14 @@ void launch_tile(LinearParams p, cudaStream_t stream) {
   config.stream = stream;
   config.attrs = attr;
   config.numAttrs = n_attr;
-  LINEAR_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p, tmap_x, tmap_w, chunks_per_item));
+  LINEAR_CUDA_CHECK(
+      cudaLaunchKernelEx(&config, kernel, p, tmap_x, tmap_w, tmap_y, chunks_per_item));
 }
 
-template <int BM, int BN, int STAGES, int CLUSTER>
+template <int BM, int BN, int STAGES, int CLUSTER, int EPI_N = 0>
 void launch_config(const LinearParams& p, cudaStream_t stream) {
-  if (p.S > 1) launch_tile<BM, BN, STAGES, true, CLUSTER>(p, stream);
-  else launch_tile<BM, BN, STAGES, false, CLUSTER>(p, stream);
+  if (p.S > 1) launch_tile<BM, BN, STAGES, true, CLUSTER, false, EPI_N>(p, stream);
+  else launch_tile<BM, BN, STAGES, false, CLUSTER, false, EPI_N>(p, stream);
 }
 
 }  // namespace
@@ -131,8 +135,19 @@ const char* wgmma_tile_name(WgmmaTile tile) {
     case WgmmaTile::k64x128s: return "64x128s";
     case WgmmaTile::k128x64s: return "128x64s";
     case WgmmaTile::k64x64s: return "64x64s";
+    case WgmmaTile::k128x256t: return "128x256t";
+    case WgmmaTile::k128x256t3: return "128x256t3";
+    case WgmmaTile::k128x192t: return "128x192t";
+    case WgmmaTile::k128x128t: return "128x128t";
+    case WgmmaTile::k64x128t: return "64x128t";
+    case WgmmaTile::k128x64t: return "128x64t";
   }
   return "?";
+}
+
+bool wgmma_tile_is_wide(WgmmaTile tile) {
+  return tile == WgmmaTile::k128x256 || tile == WgmmaTile::k128x256c2 ||
+         tile == WgmmaTile::k128x256t || tile == WgmmaTile::k128x256t3;
 }
 
 bool wgmma_tile_is_split(WgmmaTile tile) {
@@ -151,6 +166,12 @@ std::atomic<bool> g_split_auto{true};
 }  // namespace
 
 void set_wgmma_split_auto(bool on) { g_split_auto.store(on); }
+
+namespace {
+std::atomic<bool> g_tma_store_auto{true};
+}  // namespace
+
+void set_wgmma_tma_store_auto(bool on) { g_tma_store_auto.store(on); }
 
 // The split tile for this problem, or kAuto where the plain tiles (or mma.sync) are faster.
 // Speed only. bench_gemm --tiles, H100 (gemm.md v5): split items won at M = 32..256 where the
@@ -197,15 +218,26 @@ WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int64_t K, int S) {
     double rate;  // throughput relative to 128x256 at large M
   };
   const bool small_m = M <= 128;  // 64-row tiles measured ahead of 128x64 up to M = 128
-  const Choice choices[] = {
+  const Choice v5_choices[] = {
       {WgmmaTile::k128x256, 128, 256, 1, 1.0},
       {WgmmaTile::k128x192, 128, 192, 1, 0.92},
       {WgmmaTile::k128x128, 128, 128, 1, 0.83},
       {WgmmaTile::k64x128, 64, 128, 1, small_m ? 0.64 : 0.60},
       {WgmmaTile::k128x64, 128, 64, 1, 0.62}};
-  WgmmaTile best = WgmmaTile::k128x128;
+  // v6: the TMA-store epilogue tiles, rates relative to 128x256t (bench_gemm --tiles, H100,
+  // gemm.md v6, device runs 1-2): 128x128t 0.86; 128x192t 0.92 at K >= 4096 but 0.80 below
+  // (its fold variant spills 272 B; 128x128t won every K <= 2048 point there); 64x128t 0.63,
+  // so that it takes the ties with 128x64t (it won 5 of 6 narrow-N points at M = 512).
+  const Choice v6_choices[] = {
+      {WgmmaTile::k128x256t, 128, 256, 1, 1.0},
+      {WgmmaTile::k128x192t, 128, 192, 1, K >= 4096 ? 0.92 : 0.80},
+      {WgmmaTile::k128x128t, 128, 128, 1, 0.86},
+      {WgmmaTile::k64x128t, 64, 128, 1, small_m ? 0.64 : 0.63},
+      {WgmmaTile::k128x64t, 128, 64, 1, 0.62}};
+  const bool v6 = g_tma_store_auto.load(std::memory_order_relaxed);
+  WgmmaTile best = v6 ? WgmmaTile::k128x128t : WgmmaTile::k128x128;
   double best_cost = 0;
-  for (const Choice& c : choices) {
+  for (const Choice& c : v6 ? v6_choices : v5_choices) {
     if (c.bn == 256 && S > 1) continue;
     const int64_t ctas = ceil_div(M, int64_t(c.bm) * c.cluster) * c.cluster * ceil_div(N, c.bn);
     const double cost = double(ceil_div(ctas, kWgmmaCtas)) * c.bm * c.bn / c.rate;
@@ -219,8 +251,7 @@ WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int64_t K, int S) {
 
 void launch_wgmma(LinearParams p, cudaStream_t stream, WgmmaTile tile) {
   if (tile == WgmmaTile::kAuto) tile = wgmma_auto_tile(p.M, p.N, p.K, p.S);
-  const bool wide = tile == WgmmaTile::k128x256 || tile == WgmmaTile::k128x256c2;
-  if (wide && p.S > 1)  // 2 x 128 accumulators per thread do not fit the register file
+  if (wgmma_tile_is_wide(tile) && p.S > 1)  // 2 x 128 accumulators per thread do not fit the register file
     fail(ErrorKind::kInvalidArgument, "linear: the 128x256 wgmma tiles need S == 1");
   switch (tile) {
     case WgmmaTile::k128x256: launch_tile<128, 256, 4, false, 1>(p, stream); break;
@@ -235,6 +266,13 @@ void launch_wgmma(LinearParams p, cudaStream_t stream, WgmmaTile tile) {
     case WgmmaTile::k64x128s: launch_tile<64, 128, 8, false, 1, true>(p, stream); break;
     case WgmmaTile::k128x64s: launch_tile<128, 64, 8, false, 1, true>(p, stream); break;
     case WgmmaTile::k64x64s: launch_tile<64, 64, 8, false, 1, true>(p, stream); break;
+    // v6 TMA-store epilogues (stages traded for the staging buffer: 227 KB of shared memory).
+    case WgmmaTile::k128x256t: launch_tile<128, 256, 4, false, 1, false, 128>(p, stream); break;
+    case WgmmaTile::k128x256t3: launch_tile<128, 256, 3, false, 1, false, 256>(p, stream); break;
+    case WgmmaTile::k128x192t: launch_config<128, 192, 4, 1, 192>(p, stream); break;
+    case WgmmaTile::k128x128t: launch_config<128, 128, 6, 1, 128>(p, stream); break;
+    case WgmmaTile::k64x128t: launch_config<64, 128, 8, 1, 128>(p, stream); break;
+    case WgmmaTile::k128x64t: launch_config<128, 64, 8, 1, 64>(p, stream); break;
     case WgmmaTile::kAuto: break;
   }
 }

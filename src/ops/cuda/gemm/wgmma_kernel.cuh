@@ -24,10 +24,11 @@ constexpr int kWgmmaBK = 64;  // one stage = 64 K values = one 128-byte swizzle 
 // the build, never read from the device: fewer SMs only run the CTAs in more waves.
 constexpr int kWgmmaCtas = 132;
 
-template <int BM, int BN, int STAGES>
+template <int BM, int BN, int STAGES, int EPI_N = 0>
 constexpr int wgmma_smem_bytes() {
-  // Stages of x and w tiles, 2 * STAGES mbarriers, and slack to align the base to 1024 bytes.
-  return STAGES * (BM + BN) * kWgmmaBK * 2 + 16 * STAGES + 1024;
+  // Stages of x and w tiles, the bf16 output staging of the TMA-store epilogue (BM x EPI_N),
+  // 2 * STAGES mbarriers, and slack to align the base to 1024 bytes.
+  return STAGES * (BM + BN) * kWgmmaBK * 2 + BM * EPI_N * 2 + 16 * STAGES + 1024;
 }
 
 template <int BN>
@@ -52,6 +53,51 @@ __device__ __forceinline__ void wgmma_store(const float (&v)[BN / 2], const Line
         *reinterpret_cast<__nv_bfloat162*>(p.y + int64_t(r) * p.ldy + col) =
             __floats2bfloat162_rn(v[4 * j + 2 * h], v[4 * j + 2 * h + 1]);
     }
+}
+
+// The v6 epilogue: one consumer warpgroup's 64 x BN slice, rounded to bf16 exactly as
+// wgmma_store does, written to its shared-memory staging buffer `buf` (64 x EPI_N, boxes of 64
+// columns, 128-byte swizzle: 16-byte chunk q of row r at q ^ (r % 8), so the 8 rows of one
+// st.shared hit 8 different chunks) and stored by the bulk tensor engine (tmap_y: boxes of
+// 64 x 64, elements past M or N are not written), BN / EPI_N passes. The warpgroup goes back to
+// its next tile's wgmmas while the stores drain; before it rewrites the buffer, its first thread
+// waits until the previous stores have read it. Only the store path differs from wgmma_store:
+// the bits are the same.
+template <int BN, int EPI_N>
+__device__ __forceinline__ void wgmma_store_tma(const float (&v)[BN / 2], const void* tmap_y,
+                                                uint32_t buf, int row0, int n0, int M, int N,
+                                                int bar_id) {
+  static_assert(BN % EPI_N == 0 && EPI_N % 64 == 0, "staging passes of whole 64-column boxes");
+  const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
+  const bool leader = t == 0;
+  // This thread's element (row warp * 16 + lane / 4 (+ 8 h), chunk q, word lane % 4) sits at
+  // (row_addr ^ (q << 4)) + 1024 h: rows are 128 B, so the swizzle is one XOR on bits 4-6 (buf
+  // is 1024-aligned, so no other term reaches them); few registers next to 2 x 96 f32.
+  const uint32_t row_addr = buf + (warp * 16 + lane / 4) * 128 + ((lane / 4) << 4) + 4 * (lane % 4);
+#pragma unroll
+  for (int pass = 0; pass < BN / EPI_N; ++pass) {
+    if (leader) bulk_wait_read<0>();  // the previous stores from this buffer have read it
+    named_bar_sync(bar_id, 128);
+#pragma unroll
+    for (int jj = 0; jj < EPI_N / 8; ++jj)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int j = pass * (EPI_N / 8) + jj;
+        const __nv_bfloat162 b = __floats2bfloat162_rn(v[4 * j + 2 * h], v[4 * j + 2 * h + 1]);
+        const uint32_t addr = (row_addr ^ uint32_t((jj % 8) << 4)) + (jj / 8) * 8192 + 1024 * h;
+        st_shared_u32(addr, *reinterpret_cast<const uint32_t*>(&b));
+      }
+    fence_proxy_async_smem();  // the writes above, before the bulk engine reads them
+    named_bar_sync(bar_id, 128);
+    if (leader && row0 < M) {
+#pragma unroll
+      for (int box = 0; box < EPI_N / 64; ++box) {
+        const int col = n0 + pass * EPI_N + box * 64;
+        if (col < N) tma_store_2d(tmap_y, buf + box * 8192, col, row0);
+      }
+      bulk_commit();
+    }
+  }
 }
 
 // Writes one thread's accumulators of chunk partial p_c to its workspace slot: slot (tile, c)
@@ -142,10 +188,15 @@ __device__ __forceinline__ void wgmma_tile_origin(const LinearParams& p, int til
 // never reaches the arithmetic). The item that raises the tile's integer counter to the item
 // count folds p_0..p_{S-1} from the slots in chunk order (as the mma.sync small_split path), so
 // which item finishes last never matters. No float atomics, no waiting on other CTAs.
-template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER, bool SPLIT = false>
+// EPI_N > 0 (v6; CLUSTER = 1, no SPLIT): the epilogue stages each warpgroup's bf16 slice in
+// shared memory (64 x EPI_N per pass) and stores it with the bulk tensor engine (tmap_y: [M, N],
+// boxes of 64 x 64, 128-byte swizzle), so the consumers return to the next tile's wgmmas while
+// the stores drain instead of waiting on 64-128 global stores per thread. Same arithmetic.
+template <int BM, int BN, int STAGES, bool FOLD, int CLUSTER, bool SPLIT = false, int EPI_N = 0>
 __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
     linear_wgmma_kernel(const LinearParams p, const __grid_constant__ CUtensorMap tmap_x,
-                        const __grid_constant__ CUtensorMap tmap_w, const int chunks_per_item) {
+                        const __grid_constant__ CUtensorMap tmap_w,
+                        const __grid_constant__ CUtensorMap tmap_y, const int chunks_per_item) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kConsumers = BM / 64;
   constexpr int kStageA = BM * kWgmmaBK * 2, kStageB = BN * kWgmmaBK * 2;
@@ -156,11 +207,14 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
   static_assert(CLUSTER == 1 || CLUSTER == 2, "clusters of 1 or 2 CTAs");
   static_assert(kStageB % (1024 * CLUSTER) == 0, "multicast halves must keep 1024-B alignment");
   static_assert(!SPLIT || (CLUSTER == 1 && !FOLD), "split items fold through the workspace");
+  static_assert(EPI_N == 0 || (CLUSTER == 1 && !SPLIT), "TMA-store epilogue: plain tiles only");
+  constexpr int kEpiBytes = 64 * EPI_N * 2;  // staging per consumer warpgroup
 
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;  // swizzle atoms need 1024 B
   const uint32_t smem_a = base, smem_b = base + STAGES * kStageA;
-  const uint32_t full_bar = base + STAGES * (kStageA + kStageB), empty_bar = full_bar + 8 * STAGES;
+  const uint32_t smem_epi = base + STAGES * (kStageA + kStageB);  // 1024-aligned
+  const uint32_t full_bar = smem_epi + kConsumers * kEpiBytes, empty_bar = full_bar + 8 * STAGES;
 
   // Work units: CLUSTER M-tiles of one N column; CTA `rank` of a cluster takes M-tile `rank`.
   const uint32_t rank = CLUSTER > 1 ? cluster_ctarank() : 0;
@@ -192,6 +246,7 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
     mbar_init_fence();
     tma_prefetch_desc(&tmap_x);
     tma_prefetch_desc(&tmap_w);
+    if constexpr (EPI_N > 0) tma_prefetch_desc(&tmap_y);
   }
   if constexpr (CLUSTER > 1) cluster_sync();  // the peer's barriers exist before any use
   else __syncthreads();
@@ -323,6 +378,15 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
 #pragma unroll
           for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;  // the next item starts from +0
         }
+      } else if constexpr (EPI_N > 0) {
+        // Named barrier 2 + c: the warpgroup's own.
+        auto& v = [&]() -> auto& { if constexpr (FOLD) return out; else return acc; }();
+        wgmma_store_tma<BN, EPI_N>(v, &tmap_y, smem_epi + c * kEpiBytes, m0 + c * 64, n0, p.M,
+                                   p.N, 2 + c);
+        if constexpr (!FOLD) {
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;  // the next tile starts from +0
+        }
       } else if constexpr (FOLD) {
         wgmma_store<BN>(out, p, r_base, c_base);
       } else {
@@ -331,6 +395,9 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
         for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;  // the next tile starts from +0
       }
     }
+    // The bulk stores must finish reading shared memory (and writing y) before the CTA exits.
+    if constexpr (EPI_N > 0)
+      if (threadIdx.x % 128 == 0) bulk_wait<0>();
   }
   if constexpr (CLUSTER > 1) {
     __syncwarp();

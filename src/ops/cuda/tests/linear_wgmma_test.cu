@@ -47,7 +47,9 @@ TEST(LinearWgmma, EveryTileEqualsMmaSyncPath) {
   const WgmmaTile tiles[] = {WgmmaTile::k128x128,   WgmmaTile::k128x256,   WgmmaTile::k64x128,
                              WgmmaTile::k128x64,    WgmmaTile::k128x192,   WgmmaTile::k128x256c2,
                              WgmmaTile::k128x192c2, WgmmaTile::k128x128c2, WgmmaTile::k128x128s,
-                             WgmmaTile::k64x128s,   WgmmaTile::k128x64s,   WgmmaTile::k64x64s};
+                             WgmmaTile::k64x128s,   WgmmaTile::k128x64s,   WgmmaTile::k64x64s,
+                             WgmmaTile::k128x256t,  WgmmaTile::k128x256t3, WgmmaTile::k128x192t,
+                             WgmmaTile::k128x128t,  WgmmaTile::k64x128t,   WgmmaTile::k128x64t};
   const int64_t ms[] = {1, 17, 64, 65, 127, 128, 129, 200, 256, 383, 1000, 2048};
   constexpr int64_t kMaxM = 2048;
   uint64_t salt = 700;
@@ -66,8 +68,7 @@ TEST(LinearWgmma, EveryTileEqualsMmaSyncPath) {
       LT_CHECK(cudaMemset(y_ref.ptr, 0xFF, m * s.N * 2));
       linear_detail::linear_invariant(ctx, xt, wt, yr, LinearPath::kLarge);
       for (WgmmaTile tile : tiles) {
-        const bool wide = tile == WgmmaTile::k128x256 || tile == WgmmaTile::k128x256c2;
-        if (wide && plan.S > 1) continue;  // no registers for the fold
+        if (linear_detail::wgmma_tile_is_wide(tile) && plan.S > 1) continue;  // no fold registers
         // Split tiles up to M = 1000 (the auto rule uses them up to 512; their workspace is
         // S x M x N f32): M = 1 .. 1000 runs 1 to S chunks per item, S = 1 included.
         if (linear_detail::wgmma_tile_is_split(tile) && m > 1000) continue;
@@ -97,7 +98,7 @@ TEST(LinearWgmma, EveryTileEqualsMmaSyncPath) {
 
 // (2) The comparison above can fail: the same wgmma kernel with K cut into other chunks (a
 // different fold order) gives different bits for some elements; for a plain tile and for a
-// split-K tile (whose fold runs through the workspace).
+// split-K tile (whose fold runs through the workspace), and for a TMA-store epilogue tile (v6).
 TEST(LinearWgmma, OtherChunkingChangesBits) {
   const Shape s{"8B down", 4096, 12288};
   const linear_detail::LinearPlan plan = linear_detail::linear_plan(s.N, s.K);
@@ -108,7 +109,7 @@ TEST(LinearWgmma, OtherChunkingChangesBits) {
   fill_random_device(w.u16(), s.N * s.K, 802);
   Tensor xt = dev_matrix(x.ptr, m, s.K, s.K), wt = dev_matrix(w.ptr, s.N, s.K, s.K);
   Tensor yr = dev_matrix(y_ref.ptr, m, s.N, s.N), yt = dev_matrix(y.ptr, m, s.N, s.N);
-  for (WgmmaTile tile : {WgmmaTile::k128x128, WgmmaTile::k64x128s}) {
+  for (WgmmaTile tile : {WgmmaTile::k128x128, WgmmaTile::k64x128s, WgmmaTile::k128x128t}) {
     linear_detail::launch_wgmma(params_for(xt, wt, yr, plan.kc), nullptr, tile);
     linear_detail::launch_wgmma(params_for(xt, wt, yt, plan.kc / 2), nullptr, tile);
     DeviceBuffer diff(8);
@@ -128,7 +129,8 @@ TEST(LinearWgmma, WideTileRejectsSplitPlans) {
   DeviceBuffer x(128 * 1024 * 2), w(256 * 1024 * 2), y(128 * 256 * 2);
   Tensor xt = dev_matrix(x.ptr, 128, 1024, 1024), wt = dev_matrix(w.ptr, 256, 1024, 1024);
   Tensor yt = dev_matrix(y.ptr, 128, 256, 256);
-  for (WgmmaTile tile : {WgmmaTile::k128x256, WgmmaTile::k128x256c2})
+  for (WgmmaTile tile : {WgmmaTile::k128x256, WgmmaTile::k128x256c2, WgmmaTile::k128x256t,
+                         WgmmaTile::k128x256t3})
     EXPECT_THROW(linear_detail::launch_wgmma(params_for(xt, wt, yt, 256), nullptr, tile), Error);
 }
 
