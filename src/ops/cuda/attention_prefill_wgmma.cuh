@@ -14,7 +14,14 @@
 // Partial<DH>::o. Sub-tiles merge left to right into the chunk partial with merge_partial's
 // arithmetic (the first is a move: merging into an empty partial takes b), chunk partials left to
 // right into the running partial (parked in shared memory); o / l by __fdiv_rn.
+// Fewer instructions per sub-tile than the first version (1.2-1.3x, docs/notes/cuda_ops.md):
+// sub-tiles whose keys every row of the lane sees run subtile_softmax with last = INT_MAX (the
+// mask's select would keep every value, so it folds away); the chunk -> running merge picks
+// merge_value's case once per row; each thread copies 4 consecutive keys of one cache block with
+// one block-table read, made a sub-tile ahead, and without zero-fill selects when all are visible.
 #pragma once
+
+#include <climits>
 
 #include "ops/cuda/attention_kernels.cuh"
 #include "ops/cuda/attention_wgmma_ops.cuh"
@@ -28,7 +35,6 @@ constexpr int kPwRows = 128;     // query rows per CTA (2 warpgroups x 64)
 // and ptxas did not give the consumers the registers setmaxnreg would move to them.)
 constexpr int kPwThreads = 256;
 constexpr int kPwLead = 3;  // a sub-tile's copies are issued this many sub-tiles ahead of its use
-
 // Shared memory: kStages K and V sub-tiles (each 64 x DH bf16 as DH/64 swizzled 8 KB halves), the
 // two running partials ([field][thread], DH/2 + 4 fields), 2 x kStages mbarriers, and slack to
 // align the base to 1024 bytes (swizzle atoms).
@@ -52,6 +58,10 @@ __device__ __forceinline__ void pw_wgmma_pv(float (&o)[DH / 8][4], const uint32_
 
 // kFlat (tests only) breaks rule 4 on purpose: every sub-tile is merged straight into the running
 // partial (no chunk level), a different sum order, so the bit comparisons can be shown to fail.
+// Profile (ncu, 4k, the first version): ~1400 instructions per warp per sub-tile, issue slots 49%
+// busy (2 warps per scheduler), tensor pipe ~17%: instruction- and latency-bound. Software
+// pipelining (softmax of S(i + 1) beside P V(i), FA3-style) spilled at 255 registers and was
+// 1.15-1.6x slower; the chunk partial would have to leave the registers first.
 template <int DH, int kStages, bool kFlat = false>
 __global__ void __launch_bounds__(kPwThreads, 1) prefill_wgmma_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -59,12 +69,13 @@ __global__ void __launch_bounds__(kPwThreads, 1) prefill_wgmma_kernel(Params p) 
   static_assert(kStages >= kPwLead + 1, "the ring must cover the lead");
   constexpr int kSegs = DH / 8;
   constexpr int kTile = (DH / 64) * 8192;          // bytes of a 64 x DH bf16 tile
-  constexpr int kParkFloats = (DH / 2 + 4) * 128;  // one warpgroup's running partial
+  // One warpgroup's running partial in shared memory: o, then m[2], l[2].
+  constexpr int kParkFloats = (DH / 2 + 4) * 128;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u;
-  const uint32_t k_s = base, v_s = k_s + kStages * kTile;
-  float* park_all = reinterpret_cast<float*>(smem_raw + (v_s + kStages * kTile - raw));
-  const uint32_t full_bar = v_s + kStages * kTile + 2 * kParkFloats * 4;
+  const uint32_t k_s = base, v_s = k_s + kStages * kTile, park_s = v_s + kStages * kTile;
+  float* park_all = reinterpret_cast<float*>(smem_raw + (park_s - raw));
+  const uint32_t full_bar = park_s + 2 * kParkFloats * 4;
   const uint32_t empty_bar = full_bar + 8 * kStages;
   __shared__ int s_seq[kPwRows], s_pos[kPwRows];
 
@@ -105,10 +116,21 @@ __global__ void __launch_bounds__(kPwThreads, 1) prefill_wgmma_kernel(Params p) 
     int t0, t1;    // its run
     int run_last;  // the run's last key
     int sub;       // its sub-tile in the run
-  } cur{0, 0, 0, -1, 0};
+    int blk;       // the cache block of this thread's first key of that sub-tile
+  } cur{0, 0, 0, -1, 0, 0};
   run_end(0, cur.t1, cur.run_last);
   const int seg = threadIdx.x % kSegs, mask = (1 << p.block_shift) - 1;
   constexpr int kKeysPerPass = kPwThreads / kSegs, kPasses = kSubKeys / kKeysPerPass;
+  // Reads the block-table entry of the cursor's sub-tile for this thread, a sub-tile before its
+  // copies are issued (so that their address math does not wait for it).
+  auto load_blk = [&]() {
+    if (cur.t0 >= ntok) return;
+    const int ka = cur.sub * kSubKeys + (threadIdx.x / kSegs) * kPasses;
+    cur.blk = ka <= cur.run_last ? __ldg(p.block_table + int64_t(s_seq[cur.t0]) * p.bt_s0 +
+                                         (ka >> p.block_shift))
+                                 : 0;
+  };
+  load_blk();
   // Issues the copies of the cursor's sub-tile (if any is left) and advances it.
   auto issue_next = [&]() {
     if (cur.t0 >= ntok) return;
@@ -116,28 +138,52 @@ __global__ void __launch_bounds__(kPwThreads, 1) prefill_wgmma_kernel(Params p) 
     if (q >= kStages) ld::mbar_wait(empty_bar + 8 * slot, ((q / kStages) - 1) & 1);
     const int32_t* blocks = p.block_table + int64_t(s_seq[cur.t0]) * p.bt_s0;
     const uint32_t kd = k_s + slot * kTile, vd = v_s + slot * kTile;
+    // This thread's kPasses consecutive keys lie in one cache block (blocks of at least kPasses
+    // keys): one table read (load_blk, a sub-tile ago), then one row stride per key.
+    const int ka = cur.sub * kSubKeys + (threadIdx.x / kSegs) * kPasses;
+    if ((1 << p.block_shift) >= kPasses) {
+      const int64_t off0 = ka <= cur.run_last ? int64_t(cur.blk) * p.c_s0 +
+                                                    int64_t(ka & mask) * p.c_s1 + head_off + seg * 8
+                                              : 0;
+      if (ka + kPasses - 1 <= cur.run_last) {  // every key visible: no selects
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int kl = threadIdx.x / kSegs + pass * kKeysPerPass, key = cur.sub * kSubKeys + kl;
-      const bool valid = key <= cur.run_last;
-      const int64_t off = valid ? int64_t(__ldg(blocks + (key >> p.block_shift))) * p.c_s0 +
-                                      int64_t(key & mask) * p.c_s1 + head_off + seg * 8
-                                : 0;
-      const uint32_t dst = pw_swz(kl, seg);
-      cp_async16_s(kd + dst, p.k_cache + off, valid ? 16 : 0);
-      cp_async16_s(vd + dst, p.v_cache + off, valid ? 16 : 0);
+        for (int pass = 0; pass < kPasses; ++pass) {
+          const int64_t off = off0 + pass * p.c_s1;
+          const uint32_t dst = pw_swz(ka - cur.sub * kSubKeys + pass, seg);
+          cp_async16_s(kd + dst, p.k_cache + off, 16);
+          cp_async16_s(vd + dst, p.v_cache + off, 16);
+        }
+      } else {
+#pragma unroll
+        for (int pass = 0; pass < kPasses; ++pass) {
+          const bool valid = ka + pass <= cur.run_last;
+          const int64_t off = valid ? off0 + pass * p.c_s1 : 0;
+          const uint32_t dst = pw_swz(ka - cur.sub * kSubKeys + pass, seg);
+          cp_async16_s(kd + dst, p.k_cache + off, valid ? 16 : 0);
+          cp_async16_s(vd + dst, p.v_cache + off, valid ? 16 : 0);
+        }
+      }
+    } else {  // blocks shorter than kPasses keys: a table read per key
+#pragma unroll
+      for (int pass = 0; pass < kPasses; ++pass) {
+        const int kl = threadIdx.x / kSegs + pass * kKeysPerPass, key = cur.sub * kSubKeys + kl;
+        const bool valid = key <= cur.run_last;
+        const int64_t off = valid ? int64_t(__ldg(blocks + (key >> p.block_shift))) * p.c_s0 +
+                                        int64_t(key & mask) * p.c_s1 + head_off + seg * 8
+                                  : 0;
+        const uint32_t dst = pw_swz(kl, seg);
+        cp_async16_s(kd + dst, p.k_cache + off, valid ? 16 : 0);
+        cp_async16_s(vd + dst, p.v_cache + off, valid ? 16 : 0);
+      }
     }
     cp_async_mbar_arrive(full_bar + 8 * slot);
-    // The next sub-tile's block-table entries into L1: its address math must not wait for L2.
-    const int nkey = (cur.sub + 1) * kSubKeys;
-    if (nkey <= cur.run_last)
-      asm volatile("prefetch.global.L1 [%0];\n" ::"l"(blocks + (nkey >> p.block_shift)));
     ++cur.q;
     if (++cur.sub > cur.run_last / kSubKeys) {
       cur.sub = 0;
       cur.t0 = cur.t1;
       if (cur.t0 < ntok) run_end(cur.t0, cur.t1, cur.run_last);
     }
+    load_blk();
   };
 #pragma unroll 1
   for (int i = 0; i < kPwLead; ++i) issue_next();
@@ -196,18 +242,96 @@ __global__ void __launch_bounds__(kPwThreads, 1) prefill_wgmma_kernel(Params p) 
       pw_wgmma_pv<DH>(o, a[j], mn_sw128_desc(v_s + slot * kTile + j * 2048, 8192));
     ld::wgmma_commit();
   };
-  // subtile_softmax on s (the m and l of the sub-tile's partial), P packed to bf16 into a.
+  // subtile_softmax on s (the m and l of the sub-tile's partial), P packed to bf16 into a. When
+  // the lane's two rows see every key of the sub-tile, the same function with last = INT_MAX, so
+  // that the mask's compare and select (which would keep every value) fold away.
   auto softmax = [&](float(&s)[kSubKeys / 8][4], int key0, const int(&last)[2], float(&m)[2],
                      float(&l)[2], uint32_t(&a)[kSubKeys / 16][4]) {
     Partial<DH> sp;  // only m and l are kept: P V goes to its own accumulator
-    subtile_softmax<DH>(s, key0, last, p.scale_log2, sp);
+    constexpr int kAll[2] = {INT_MAX, INT_MAX};
+    if (key0 + kSubKeys - 1 <= min(last[0], last[1]))
+      subtile_softmax<DH>(s, key0, kAll, p.scale_log2, sp);
+    else
+      subtile_softmax<DH>(s, key0, last, p.scale_log2, sp);
     m[0] = sp.m[0], m[1] = sp.m[1], l[0] = sp.l[0], l[1] = sp.l[1];
 #pragma unroll
     for (int j = 0; j < kSubKeys / 16; ++j) subtile_pack_p(s, j, a[j]);
   };
+  Partial<DH> chunk;
+  // chunk (+)= sub-tile i (partial sm, sl, o), exactly as merge_partial on the subtile_finish-ed
+  // partial; when the chunk is done (i is its last sub-tile, or `last_one`: its later sub-tiles
+  // are empty for every row), running (+)= chunk in shared memory.
+  auto merge_sub = [&](int i, bool last_one, const float(&sm)[2], const float(&sl)[2],
+                       const float(&o)[DH / 8][4]) {
+    // The first of a chunk is a move (merging into the empty chunk takes b).
+    if (i % kSubTiles == 0 || kFlat) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const bool empty = sm[h] == -INFINITY;  // subtile_finish
+        chunk.m[h] = sm[h];
+        chunk.l[h] = empty ? 0.0f : sl[h];
+#pragma unroll
+        for (int n = 0; n < DH / 8; ++n) {
+          chunk.o[n][2 * h] = empty ? 0.0f : o[n][2 * h];
+          chunk.o[n][2 * h + 1] = empty ? 0.0f : o[n][2 * h + 1];
+        }
+      }
+    } else {
+      // (An empty sub-tile row gives mode 0, which ignores b: subtile_finish is moot here.)
+      float m[2], fa[2], fb[2];
+      int mode[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        merge_coeffs(chunk.m[h], sm[h], m[h], fa[h], fb[h], mode[h]);
+        chunk.l[h] = merge_value(chunk.l[h], sl[h], fa[h], fb[h], mode[h]);
+        chunk.m[h] = m[h];
+      }
+      if (mode[0] == 2 && mode[1] == 2) {  // the common case, without the selects
+#pragma unroll
+        for (int n = 0; n < DH / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            chunk.o[n][e] =
+                __fadd_rn(__fmul_rn(chunk.o[n][e], fa[e >> 1]), __fmul_rn(o[n][e], fb[e >> 1]));
+      } else {
+#pragma unroll
+        for (int n = 0; n < DH / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            chunk.o[n][e] =
+                merge_value(chunk.o[n][e], o[n][e], fa[e >> 1], fb[e >> 1], mode[e >> 1]);
+      }
+    }
+    if (kFlat || i % kSubTiles == kSubTiles - 1 || last_one) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float m, fa, fb;
+        int mode;
+        merge_coeffs(park[(DH / 2 + h) * 128 + wtid], chunk.m[h], m, fa, fb, mode);
+        float& al = park[(DH / 2 + 2 + h) * 128 + wtid];
+        al = merge_value(al, chunk.l[h], fa, fb, mode);
+        // merge_value's three cases, chosen once per row: 2 combine, 1 take the chunk, 0 keep.
+        if (mode == 2) {
+#pragma unroll
+          for (int n = 0; n < DH / 8; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float& ao = park[(n * 4 + 2 * h + e) * 128 + wtid];
+              ao = __fadd_rn(__fmul_rn(ao, fa), __fmul_rn(chunk.o[n][2 * h + e], fb));
+            }
+        } else if (mode == 1) {
+#pragma unroll
+          for (int n = 0; n < DH / 8; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              park[(n * 4 + 2 * h + e) * 128 + wtid] = chunk.o[n][2 * h + e];
+        }
+        park[(DH / 2 + h) * 128 + wtid] = m;
+      }
+    }
+  };
 
   int it = 0;  // ring index of the run's first sub-tile
-  Partial<DH> chunk;
   for (int t0 = 0; t0 < ntok;) {
     int t1, run_last;
     run_end(t0, t1, run_last);
@@ -245,67 +369,7 @@ __global__ void __launch_bounds__(kPwThreads, 1) prefill_wgmma_kernel(Params p) 
       issue_scores(next ? nslot : slot, s);
       ld::wgmma_wait<1>();  // P V(i) done; S(i + 1) may still run
       retire(it + i);
-      // chunk (+)= sub-tile i, exactly as merge_partial on the subtile_finish-ed partial
-      // (m, l, o): the first of a chunk is a move (merging into the empty chunk takes b).
-      if (i % kSubTiles == 0 || kFlat) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const bool empty = sm[h] == -INFINITY;  // subtile_finish
-          chunk.m[h] = sm[h];
-          chunk.l[h] = empty ? 0.0f : sl[h];
-#pragma unroll
-          for (int n = 0; n < DH / 8; ++n) {
-            chunk.o[n][2 * h] = empty ? 0.0f : o[n][2 * h];
-            chunk.o[n][2 * h + 1] = empty ? 0.0f : o[n][2 * h + 1];
-          }
-        }
-      } else {
-        // (An empty sub-tile row gives mode 0, which ignores b: subtile_finish is moot here.)
-        float m[2], fa[2], fb[2];
-        int mode[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          merge_coeffs(chunk.m[h], sm[h], m[h], fa[h], fb[h], mode[h]);
-          chunk.l[h] = merge_value(chunk.l[h], sl[h], fa[h], fb[h], mode[h]);
-          chunk.m[h] = m[h];
-        }
-        if (mode[0] == 2 && mode[1] == 2) {  // the common case, without the selects
-#pragma unroll
-          for (int n = 0; n < DH / 8; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-              chunk.o[n][e] =
-                  __fadd_rn(__fmul_rn(chunk.o[n][e], fa[e >> 1]), __fmul_rn(o[n][e], fb[e >> 1]));
-        } else {
-#pragma unroll
-          for (int n = 0; n < DH / 8; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-              chunk.o[n][e] =
-                  merge_value(chunk.o[n][e], o[n][e], fa[e >> 1], fb[e >> 1], mode[e >> 1]);
-        }
-      }
-      if (kFlat || i % kSubTiles == kSubTiles - 1 || !next) {
-        // Chunk done (its later sub-tiles are empty for every row): running (+)= chunk,
-        // element by element in shared memory.
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const float am = park[(DH / 2 + h) * 128 + wtid];
-          float m, fa, fb;
-          int mode;
-          merge_coeffs(am, chunk.m[h], m, fa, fb, mode);
-          float& al = park[(DH / 2 + 2 + h) * 128 + wtid];
-          al = merge_value(al, chunk.l[h], fa, fb, mode);
-#pragma unroll
-          for (int n = 0; n < DH / 8; ++n)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              float& ao = park[(n * 4 + 2 * h + e) * 128 + wtid];
-              ao = merge_value(ao, chunk.o[n][2 * h + e], fa, fb, mode);
-            }
-          park[(DH / 2 + h) * 128 + wtid] = m;
-        }
-      }
+      merge_sub(i, !next, sm, sl, o);
     }
     ld::wgmma_wait<0>();
     // The sub-tiles past this warpgroup's last key: released unread (after they landed, so that
