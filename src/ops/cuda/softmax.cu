@@ -15,6 +15,7 @@
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/scratch.cuh"
 
 namespace bitexact::ops::cuda {
 namespace {
@@ -126,43 +127,20 @@ __global__ void __launch_bounds__(kThreads)
     if (c + j < v) o[c + j] = __fsub_rn(e[j], l);
 }
 
-// Per-device slice partials, counters and lse values: grown outside graph capture, never shrunk.
+// Per-device slice partials, counters and lse values (scratch.cuh).
 LseScratch lse_scratch(int64_t rows, int slices, cudaStream_t st) {
   struct Buffers {
-    float2* part = nullptr;
-    int* counters = nullptr;
-    float* lse = nullptr;
-    int64_t part_len = 0, rows_len = 0;
+    ScratchArray part, counters, lse;
   };
   static std::mutex mu;
   static std::map<int, Buffers> per_device;
-  int dev = 0;
-  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
   std::lock_guard<std::mutex> lock(mu);
-  Buffers& b = per_device[dev];
-  if (b.part_len < rows * slices || b.rows_len < rows) {
-    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    BITEXACT_CUDA_CHECK(cudaStreamIsCapturing(st, &cap));
-    if (cap != cudaStreamCaptureStatusNone)
-      unsupported("log_softmax", "the scratch buffers must grow during a graph capture; run the "
-                                 "shape once before capturing");
-    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());  // the old buffers may be in use
-    if (b.part_len < rows * slices) {
-      BITEXACT_CUDA_CHECK(cudaFree(b.part));
-      b.part_len = std::max<int64_t>(rows * slices, 1 << 14);
-      BITEXACT_CUDA_CHECK(cudaMalloc(&b.part, size_t(b.part_len) * sizeof(float2)));
-    }
-    if (b.rows_len < rows) {
-      BITEXACT_CUDA_CHECK(cudaFree(b.counters));
-      BITEXACT_CUDA_CHECK(cudaFree(b.lse));
-      b.rows_len = std::max<int64_t>(rows, 1024);
-      BITEXACT_CUDA_CHECK(cudaMalloc(&b.counters, size_t(b.rows_len) * sizeof(int)));
-      BITEXACT_CUDA_CHECK(cudaMalloc(&b.lse, size_t(b.rows_len) * sizeof(float)));
-      BITEXACT_CUDA_CHECK(cudaMemset(b.counters, 0, size_t(b.rows_len) * sizeof(int)));
-      BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
-    }
-  }
-  return {b.part, b.counters, b.lse};
+  Buffers& b = per_device[current_device()];
+  grow_scratch(b.part, rows * slices, 1 << 14, sizeof(float2), false, st, "log_softmax");
+  grow_scratch(b.counters, rows, 1024, sizeof(int), true, st, "log_softmax");
+  grow_scratch(b.lse, rows, 1024, sizeof(float), false, st, "log_softmax");
+  return {static_cast<float2*>(b.part.ptr), static_cast<int*>(b.counters.ptr),
+          static_cast<float*>(b.lse.ptr)};
 }
 
 // Launches row_lse_kernel for every row of x; returns the device pointer of lse[rows].

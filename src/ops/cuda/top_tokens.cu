@@ -14,6 +14,7 @@
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/scratch.cuh"
 #include "ops/top_key.h"
 
 namespace bitexact::ops::cuda {
@@ -158,42 +159,18 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Per-device candidates and counters of sliced rows: grown outside graph capture, never shrunk.
+// Per-device candidates and counters of sliced rows (scratch.cuh).
 SliceScratch slice_scratch(int64_t rows, int slices, int n, cudaStream_t st) {
   struct Buffers {
-    uint64_t* cand = nullptr;
-    int* counters = nullptr;
-    int64_t cand_len = 0, counters_len = 0;
+    ScratchArray cand, counters;
   };
   static std::mutex mu;
   static std::map<int, Buffers> per_device;
-  int dev = 0;
-  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
   std::lock_guard<std::mutex> lock(mu);
-  Buffers& b = per_device[dev];
-  const int64_t want = rows * slices * n;
-  if (b.cand_len < want || b.counters_len < rows) {
-    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    BITEXACT_CUDA_CHECK(cudaStreamIsCapturing(st, &cap));
-    if (cap != cudaStreamCaptureStatusNone)
-      unsupported("top_tokens",
-                  "the candidate buffer must grow during a graph capture; run the "
-                  "shape once before capturing");
-    BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());  // the old buffers may be in use
-    if (b.cand_len < want) {
-      BITEXACT_CUDA_CHECK(cudaFree(b.cand));
-      b.cand_len = std::max<int64_t>(want, 1 << 16);
-      BITEXACT_CUDA_CHECK(cudaMalloc(&b.cand, size_t(b.cand_len) * sizeof(uint64_t)));
-    }
-    if (b.counters_len < rows) {
-      BITEXACT_CUDA_CHECK(cudaFree(b.counters));
-      b.counters_len = std::max<int64_t>(rows, 1024);
-      BITEXACT_CUDA_CHECK(cudaMalloc(&b.counters, size_t(b.counters_len) * sizeof(int)));
-      BITEXACT_CUDA_CHECK(cudaMemset(b.counters, 0, size_t(b.counters_len) * sizeof(int)));
-      BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
-    }
-  }
-  return {b.cand, b.counters};
+  Buffers& b = per_device[current_device()];
+  grow_scratch(b.cand, rows * slices * n, 1 << 16, sizeof(uint64_t), false, st, "top_tokens");
+  grow_scratch(b.counters, rows, 1024, sizeof(int), true, st, "top_tokens");
+  return {static_cast<uint64_t*>(b.cand.ptr), static_cast<int*>(b.counters.ptr)};
 }
 
 template <typename T>
