@@ -2,6 +2,7 @@
 // server. A seeded random dataset of token-id prompts is sent as streaming completions (Poisson
 // arrivals, optional concurrency cap); TTFT, TPOT, ITL, end-to-end latency and throughputs are
 // reported as vLLM reports them, on stdout and optionally as JSON (--result-file).
+// `bitexact bench kernels` (CUDA builds) runs the kernel benchmarks of src/ops/cuda/bench.
 #include <httplib.h>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +24,9 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#ifdef BITEXACT_WITH_CUDA
+#include "ops/cuda/bench/bench_entry.h"
+#endif
 
 namespace bitexact::apps {
 namespace {
@@ -360,9 +364,46 @@ int bench_serve(int argc, char** argv) {
 }  // namespace
 
 // `bitexact bench <what>`: only `serve` is here; kernel benchmarks are separate programs.
+namespace {
+
+// `bitexact bench kernels [gemm|attention] [args]`: the GEMM benchmark against cuBLASLt (every
+// Qwen3 layer shape x M = 1..4096, ceilings measured in the same run) and the attention benchmark
+// (decode b1/8/64 x 1k/4k/16k against the KV floor, prefill 1k/4k/16k); with no kind, both with
+// their defaults. The arguments are those of the stand-alone bench_gemm / bench_attention.
+int bench_kernels(int argc, char** argv) {
+#ifdef BITEXACT_WITH_CUDA
+  const std::string kind = argc >= 2 ? argv[1] : "";
+  std::vector<std::string> args = {"bench"};
+  for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
+  auto call = [&](int (*entry)(int, char**), std::vector<std::string> a) {
+    std::vector<char*> v;
+    for (std::string& x : a) v.push_back(x.data());
+    v.push_back(nullptr);
+    return entry(int(a.size()), v.data());
+  };
+  if (kind == "gemm") return call(bench_gemm_main, args);
+  if (kind == "attention") return call(bench_attention_main, args);
+  if (!kind.empty()) {
+    std::fprintf(stderr, "usage: bitexact bench kernels [gemm|attention] [args]\n");
+    return 2;
+  }
+  const int rc = call(bench_gemm_main, {"bench", "bench_kernels_gemm"});
+  return call(bench_attention_main, {"bench"}) | rc;
+#else
+  (void)argc;
+  (void)argv;
+  fail(ErrorKind::kUnsupported, "bench kernels needs the CUDA backend (configure with -DBITEXACT_CUDA=ON)");
+#endif
+}
+
+}  // namespace
+
 int cmd_bench(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "serve") return bench_serve(argc - 1, argv + 1);
-  std::fprintf(stderr, "usage: bitexact bench serve [options]   (`bitexact bench serve --help`)\n");
+  if (argc >= 2 && std::string(argv[1]) == "kernels") return bench_kernels(argc - 1, argv + 1);
+  std::fprintf(stderr,
+               "usage: bitexact bench serve [options]   (`bitexact bench serve --help`)\n"
+               "       bitexact bench kernels [gemm|attention] [args]   (CUDA builds)\n");
   return 2;
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ops/cuda/attention_control.cuh"
+#include "ops/cuda/bench/bench_entry.h"
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 
@@ -193,7 +194,7 @@ void bench_prefill(cudaStream_t st, int len, cuda::AttentionPath path, int fused
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int BITEXACT_BENCH_ENTRY(bench_attention)(int argc, char** argv) {
   bool sweep = false, decode_only = false, prefill_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0) {

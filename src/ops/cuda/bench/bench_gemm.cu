@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cuda/bench/bench_entry.h"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/gemm/linear_tune.cuh"
 #include "ops/cuda/gemm/wgmma_launch.cuh"
@@ -112,7 +113,7 @@ double time_graph(cudaStream_t stream, F&& call) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int BITEXACT_BENCH_ENTRY(bench_gemm)(int argc, char** argv) {
   std::string prefix = argc > 1 ? argv[1] : "bench_gemm";
   bool all_paths = false, tune = false, tiles_only = false, v4 = false, v5 = false;
   std::string tile_list;  // --tilelist: the wgmma tiles that --tiles times (empty: all)
