@@ -20,7 +20,8 @@ const Command kCommands[] = {
     {"generate", bitexact::apps::cmd_generate, "generate completions for prompts (JSONL in, JSONL out)"},
     {"tokenize", bitexact::apps::cmd_tokenize, "print the token ids of text"},
     {"serve", bitexact::apps::cmd_serve, "serve the OpenAI-compatible HTTP API"},
-    {"bench", bitexact::apps::cmd_bench, "benchmarks: `bench serve` drives a server, `bench kernels` times the CUDA kernels"},
+    {"bench", bitexact::apps::cmd_bench,
+     "benchmarks: `bench serve` drives a server, `bench kernels` times the CUDA kernels"},
     {"verify", bitexact::apps::cmd_verify, "measure the invariance contract on a model, bit for bit"},
 };
 

@@ -1,7 +1,7 @@
 // Host side of CUDA attention: checks what the kernels assume, picks the grid (decode, split,
 // fused or wgmma prefill, all bit-identical), owns the partial workspace and the decode grid's
-// arrival counters, and in non-invariant mode splits the keys by a batch-dependent factor (FlashDecoding-style) so
-// that invariance tests can fail.
+// arrival counters, and in non-invariant mode splits the keys by a batch-dependent factor
+// (FlashDecoding-style) so that invariance tests can fail.
 #include <algorithm>
 #include <atomic>
 #include <map>
