@@ -126,4 +126,16 @@ inline void count_diff_async(const uint16_t* a, int64_t lda, const uint16_t* b, 
   linear_test_count_diff<<<512, 256, 0, stream>>>(a, lda, b, ldb, rows, cols, out);
 }
 
+// The number of differing bf16 bit patterns between two [rows, cols] matrices (synchronous).
+inline unsigned long long count_diffs(const uint16_t* a, int64_t lda, const uint16_t* b,
+                                      int64_t ldb, int64_t rows, int64_t cols) {
+  DeviceBuffer d(8);
+  if (cudaMemset(d.ptr, 0, 8) != cudaSuccess) throw std::runtime_error("cudaMemset failed");
+  count_diff_async(a, lda, b, ldb, rows, cols, static_cast<unsigned long long*>(d.ptr));
+  unsigned long long n = 0;
+  if (cudaMemcpy(&n, d.ptr, 8, cudaMemcpyDeviceToHost) != cudaSuccess)
+    throw std::runtime_error("cudaMemcpy failed");
+  return n;
+}
+
 }  // namespace bitexact::ops::cuda::linear_test

@@ -74,12 +74,7 @@ TEST(LinearWgmma, EveryTileEqualsMmaSyncPath) {
         if (linear_detail::wgmma_tile_is_split(tile) && m > 1000) continue;
         LT_CHECK(cudaMemset(y.ptr, 0xFE, m * s.N * 2));
         linear_detail::launch_wgmma(params_for(xt, wt, yt, plan.kc), nullptr, tile);
-        DeviceBuffer diff(8);
-        LT_CHECK(cudaMemset(diff.ptr, 0, 8));
-        count_diff_async(y_ref.u16(), s.N, y.u16(), s.N, m, s.N,
-                         static_cast<unsigned long long*>(diff.ptr));
-        unsigned long long n_diff = 0;
-        LT_CHECK(cudaMemcpy(&n_diff, diff.ptr, 8, cudaMemcpyDeviceToHost));
+        const unsigned long long n_diff = count_diffs(y_ref.u16(), s.N, y.u16(), s.N, m, s.N);
         ++checks;
         if (n_diff != 0) {
           ++failures;
@@ -112,12 +107,7 @@ TEST(LinearWgmma, OtherChunkingChangesBits) {
   for (WgmmaTile tile : {WgmmaTile::k128x128, WgmmaTile::k64x128s, WgmmaTile::k128x128t}) {
     linear_detail::launch_wgmma(params_for(xt, wt, yr, plan.kc), nullptr, tile);
     linear_detail::launch_wgmma(params_for(xt, wt, yt, plan.kc / 2), nullptr, tile);
-    DeviceBuffer diff(8);
-    LT_CHECK(cudaMemset(diff.ptr, 0, 8));
-    count_diff_async(y_ref.u16(), s.N, y.u16(), s.N, m, s.N,
-                     static_cast<unsigned long long*>(diff.ptr));
-    unsigned long long n_diff = 0;
-    LT_CHECK(cudaMemcpy(&n_diff, diff.ptr, 8, cudaMemcpyDeviceToHost));
+    const unsigned long long n_diff = count_diffs(y_ref.u16(), s.N, y.u16(), s.N, m, s.N);
     std::printf("%s: kc %d vs %d: %llu of %lld elements differ\n",
                 linear_detail::wgmma_tile_name(tile), plan.kc, plan.kc / 2, n_diff,
                 (long long)(m * s.N));
