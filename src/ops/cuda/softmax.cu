@@ -108,14 +108,15 @@ __global__ void __launch_bounds__(kThreads)
   sc.lse[r] = __fadd_rn(mx, logf(s));
 }
 
-// out[r, c] = x[r, c] - lse[r]; grid (ceil(v / (8 kThreads)), rows).
+// out[r, c] = x[r, c] - lse[r]; grid (rows, ceil(v / (8 kThreads))): rows on x, whose limit is
+// 2^31 - 1 (a prefill with prompt logprobs may have more than 65535 rows).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     sub_lse_kernel(const T* __restrict__ x, int64_t xs, const float* __restrict__ lse,
                    float* __restrict__ out, int64_t os, int64_t v) {
   pdl_wait();
   pdl_launch_dependents();
-  const int64_t r = blockIdx.y, c = (int64_t(blockIdx.x) * kThreads + threadIdx.x) * 8;
+  const int64_t r = blockIdx.x, c = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * 8;
   if (c >= v) return;
   const T* row = x + r * xs;
   float e[8];
@@ -161,7 +162,7 @@ template <typename T>
 void launch_log_softmax(const Tensor& x, Tensor& out, cudaStream_t st) {
   const float* lse = launch_lse<T>(x, st);
   const int64_t rows = x.dim(0), v = x.dim(1);
-  const dim3 grid(unsigned((v + 8 * kThreads - 1) / (8 * kThreads)), unsigned(rows));
+  const dim3 grid(unsigned(rows), unsigned((v + 8 * kThreads - 1) / (8 * kThreads)));
   BITEXACT_CUDA_CHECK(launch_pdl(sub_lse_kernel<T>, grid, dim3(kThreads), 0, st, x.ptr<T>(),
                                  x.stride[0], lse, out.ptr<float>(), out.stride[0], v));
 }

@@ -167,5 +167,33 @@ TEST(CudaTopTokens, TopLogprobsEqualsTopTokensOfLogSoftmax) {
   }
 }
 
+// More rows than a grid's y dimension allows (65535): a long prefill with prompt logprobs. The
+// log-softmax against the CPU op, and the greedy path's top-1 against it.
+TEST(CudaTopTokens, LogSoftmaxOfManyRows) {
+  init_cuda_backend(0);
+  std::mt19937_64 rng(test_seed("log_softmax rows"));
+  const int64_t rows = 70000, v = 24;
+  std::vector<float> x = random_floats(rng, size_t(rows * v), -8, 8);
+  round_bf16(x);
+  std::vector<float> want(x.size());
+  Tensor hx = Tensor::view(x.data(), DType::kF32, {rows, v});
+  Tensor hw = Tensor::view(want.data(), DType::kF32, {rows, v});
+  ops::log_softmax(cpu_ctx(), hx, hw);
+  auto gx = upload(x, DType::kBF16, {rows, v});
+  auto lp = device_empty(DType::kF32, {rows, v});
+  poison(lp.t);
+  ops::cuda::log_softmax(gpu_ctx(), gx.t, lp.t);
+  expect_close(download(lp.t), want, 1e-5f, 1e-6f, "log_softmax of 70000 rows");
+  auto ids = device_empty(DType::kI32, {rows, 1}), vals = device_empty(DType::kF32, {rows, 1});
+  poison(ids.t);
+  poison(vals.t);
+  ops::cuda::top_logprobs(gpu_ctx(), gx.t, ids.t, vals.t);
+  Top ref = gpu_top(lp.t, 1);
+  EXPECT_TRUE(same_bytes(download_bytes(vals.t),
+                         std::vector<uint8_t>(reinterpret_cast<uint8_t*>(ref.vals.data()),
+                                              reinterpret_cast<uint8_t*>(ref.vals.data()) +
+                                                  ref.vals.size() * 4)));
+}
+
 }  // namespace
 }  // namespace bitexact::ops::cuda::test
