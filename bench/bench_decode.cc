@@ -2,7 +2,7 @@
 // `serve` and `generate` use, sampling included): single-stream and batched tokens/s over the
 // decode steps, after a warm-up run. Usage: bench_decode MODEL [--device cpu|cuda] [--tokens N]
 // [--batch B] [--no-batch-invariant] [--load-format dummy] [--enforce-eager] [--host-sampling]
-// [--no-pdl].
+// [--no-pdl] [--tensor-parallel-size N].
 // Prints one line per configuration.
 #include <chrono>
 #include <cstdio>
@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--no-batch-invariant")) opt.batch_invariant = false;
     else if (!std::strcmp(argv[i], "--enforce-eager")) opt.cuda_graphs = false;
     else if (!std::strcmp(argv[i], "--host-sampling")) host_sampling = true;
+    else if (!std::strcmp(argv[i], "--tensor-parallel-size") && i + 1 < argc)
+      opt.tensor_parallel_size = std::atoi(argv[++i]);
 #ifdef BITEXACT_WITH_CUDA
     else if (!std::strcmp(argv[i], "--no-pdl")) ops::cuda::set_pdl(false);  // A/B timing only
 #endif

@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-.carry/gpu}
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-# Every CUDA test binary (src/ops/cuda/tests/*_test.*, model_cuda_test) and the benchmarks.
-targets=(model_cuda_test bench_decode bench_gemm bench_attention bitexact)
+# Every CUDA test binary (src/ops/cuda/tests/*_test.*, model_cuda_test, tp_cuda_test: it skips
+# with one GPU) and the benchmarks.
+targets=(model_cuda_test tp_cuda_test bench_decode bench_gemm bench_attention bitexact)
 for f in src/ops/cuda/tests/*_test.cu src/ops/cuda/tests/*_test.cc; do
   [ -e "$f" ] && targets+=("$(basename "${f%.*}")")
 done

@@ -25,7 +25,7 @@ struct ModelOptions {
   bool dummy_weights = false;  // config.json only; random bf16 weights (--load-format dummy)
   bool cuda_graphs = true;     // CUDA: replay decode steps from graphs (--enforce-eager: off)
   // Tensor parallelism (docs/notes/tensor_parallel.md): 1, 2, 4 or 8 ranks; threads over an
-  // in-process communicator on CPU, GPUs 0..N-1 over NCCL on CUDA (untested on GPUs yet).
+  // in-process communicator on CPU, GPUs 0..N-1 over NCCL on CUDA (tp_cuda_test passed on 2 H200).
   int tensor_parallel_size = 1;
   // Row-parallel layers (o_proj, down_proj) cut K into kTpParts = 8 fixed parts and every rank
   // folds the 8 gathered partials in one order, so TP = 1, 2, 4, 8 give equal bits. Unset: on
