@@ -39,8 +39,7 @@ void moe_block_add_rms_norm(const ops::ExecContext& ctx, const io::ModelConfig& 
   Tensor gate_up = ws.gate_up.as(act, {M * k, 2 * I}), h = ws.act.as(act, {M * k, I});
   Tensor y = ws.out.as(act, {M * k, H});
   ops::moe_linear(ctx, x, L.experts_gate_up, r, gate_up);  // every slot reads its token's row
-  ops::silu_mul(ctx, gate_up, h);
-  ops::moe_linear(ctx, h, L.experts_down, r, y);
+  ops::moe_linear_swiglu(ctx, gate_up, L.experts_down, r, h, y);
   // Last: out may alias x.
   ops::moe_combine_add_rms_norm(ctx, y, r, residual, norm, eps, out);
 }

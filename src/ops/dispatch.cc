@@ -249,6 +249,28 @@ void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
   BITEXACT_DISPATCH(moe_linear, ctx, x, w, routing, y);
 }
 
+void moe_linear_swiglu(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w,
+                       const MoeRouting& routing, Tensor& h, Tensor& y) {
+  const char* op = "moe_linear_swiglu";
+  expect_rows(gate_up, op, "gate_up");
+  expect_rows(h, op, "h");
+  expect_rows(y, op, "y");
+  expect_activation(ctx, gate_up, op, "gate_up");
+  expect_activation(ctx, h, op, "h");
+  expect_activation(ctx, y, op, "y");
+  check_routing(ctx, routing, op);
+  const int64_t R = routing.expert_ids.numel();
+  expect(gate_up.ndim == 2 && h.ndim == 2 && y.ndim == 2 && w.ndim == 3 && w.is_contiguous() &&
+             w.device == ctx.device,
+         op, "gate_up, h, y must be rank 2 and w a contiguous [E, N, I]");
+  expect(w.dim(0) == routing.num_experts && gate_up.dim(0) == R && gate_up.dim(1) == 2 * w.dim(2) &&
+             h.dim(0) == R && h.dim(1) == w.dim(2) && y.dim(0) == R && y.dim(1) == w.dim(1),
+         op, "shapes gate_up" + gate_up.shape_str() + " w" + w.shape_str() + " h" + h.shape_str() +
+                 " y" + y.shape_str() + " for M*k = " + std::to_string(R) +
+                 ": gate_up must be [M*k, 2I], h [M*k, I], y [M*k, N]");
+  BITEXACT_DISPATCH(moe_linear_swiglu, ctx, gate_up, w, routing, h, y);
+}
+
 void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out) {
   expect_rows(y, "moe_combine", "y");
   expect_rows(out, "moe_combine", "out");

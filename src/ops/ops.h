@@ -140,6 +140,15 @@ void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_to
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
                 const MoeRouting& routing, Tensor& y);
 
+// The SwiGLU experts' down projection: moe_linear(silu_mul(gate_up), w, routing) with the same
+// bits as the two ops. gate_up: [M*k, 2I] (moe_linear's output for this routing), w: [E, N, I],
+// y: [M*k, N]. h: [M*k, I] workspace, written (silu_mul(gate_up)) by the paths that do not fuse
+// (CUDA fuses the SiLU-and-multiply into the GEMM's operand load at small batches). Because
+// gate_up came from an op that ran after moe_route, CUDA may read the routing before waiting
+// for the previous kernel (pdl.cuh); call it only so.
+void moe_linear_swiglu(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w,
+                       const MoeRouting& routing, Tensor& h, Tensor& y);
+
 // out[m, :] = sum over s = 0..k-1, in slot order, of weights[m, s] * y[m*k + s, :]: one f32
 // accumulator per element (fma), rounded to out's dtype once. y: [M*k, H], out: [M, H].
 void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);

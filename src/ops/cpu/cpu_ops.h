@@ -31,6 +31,8 @@ void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_to
                MoeRouting& routing);
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,
                 const MoeRouting& routing, Tensor& y);
+void moe_linear_swiglu(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w,
+                       const MoeRouting& routing, Tensor& h, Tensor& y);
 void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out);
 void moe_combine_add_rms_norm(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing,
                               Tensor& residual, const Tensor& weight, float eps, Tensor& out);

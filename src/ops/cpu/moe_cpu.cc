@@ -148,6 +148,13 @@ void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const 
   }
 }
 
+// The reference definition: the two ops (the CPU has no launch to save).
+void moe_linear_swiglu(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w,
+                       const MoeRouting& routing, Tensor& h, Tensor& y) {
+  cpu::silu_mul(ctx, gate_up, h);
+  cpu::moe_linear(ctx, h, w, routing, y);
+}
+
 void moe_combine(const ExecContext& ctx, const Tensor& y, const MoeRouting& routing, Tensor& out) {
   const int64_t M = out.dim(0), H = out.dim(1), k = routing.expert_ids.dim(1);
   const float* weights = routing.weights.ptr<float>();

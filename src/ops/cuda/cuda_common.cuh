@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -161,6 +162,19 @@ inline RowLayout row_layout(const Tensor& t) {
 
 inline int64_t num_rows(const Tensor& t) {
   return t.ndim == 3 ? t.shape[0] * t.shape[1] : t.shape[0];
+}
+
+// A kernel's dynamic shared memory limit, raised to `bytes` once per device (the opt-in is a
+// per-device attribute; bit per device in `done`). Always set, even for <= 48 KB: the limit
+// covers static plus dynamic shared memory, so a kernel with 48 KB dynamic and a few static
+// bytes needs it too. Two threads may both set it the first time; that is harmless.
+template <typename Kernel>
+void allow_dynamic_smem(Kernel kernel, int bytes, std::atomic<uint64_t>& done) {
+  int dev = 0;
+  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
+  if (done.load() >> dev & 1) return;
+  BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  done.fetch_or(uint64_t(1) << dev);
 }
 
 }  // namespace bitexact::ops::cuda

@@ -5,6 +5,7 @@
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/swiglu.cuh"
 
 namespace bitexact::ops::cuda {
 namespace {
@@ -49,8 +50,7 @@ __global__ void silu_mul_kernel(const void* gu, DType gt, int64_t gs, void* out,
   BITEXACT_GRID_LOOP(t, n) {
     const int64_t m = t / f, i = t % f;
     const float g = load_any(gu, gt, m * gs + i), u = load_any(gu, gt, m * gs + f + i);
-    const float silu = g / (1.0f + expf(-g));
-    store_any(out, ot, m * os + i, silu * u);
+    store_any(out, ot, m * os + i, swiglu(g, u));
   }
 }
 

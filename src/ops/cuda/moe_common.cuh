@@ -1,11 +1,9 @@
 // What the CUDA MoE files share: the layout of MoeRouting::groups, written by the routing
 // (moe_route.cu) and read by the expert GEMM (moe.cu): offsets [E+1], grouped rows [R], then two
-// tile maps of 16- and 64-row tiles of one expert each (ops.h's moe_groups_len reserves both);
-// and the once-per-device raise of a kernel's dynamic shared memory limit.
+// tile maps of 16- and 64-row tiles of one expert each (ops.h's moe_groups_len reserves both).
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
 #include "ops/cuda/cuda_common.cuh"
@@ -30,16 +28,5 @@ struct GroupsLayout {
   }
 };
 
-// Raises a kernel's dynamic shared memory limit once per device (bit per device).
-template <typename Kernel>
-void allow_smem(Kernel kernel, int bytes, std::atomic<uint64_t>& done) {
-  if (bytes <= 48 * 1024) return;
-  int dev = 0;
-  BITEXACT_CUDA_CHECK(cudaGetDevice(&dev));
-  if (done.load() >> dev & 1) return;
-  BITEXACT_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  done.fetch_or(uint64_t(1) << dev);
-}
 
 }  // namespace bitexact::ops::cuda::moe_detail

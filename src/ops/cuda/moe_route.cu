@@ -1,10 +1,12 @@
 // ops::cuda::moe_route: routing (f32 softmax over a token's E logits, top-k by (probability desc,
 // expert id asc), optional renormalisation) and the grouping of the M*k (token, slot) rows by
 // expert with the tile maps of the expert GEMM. Small batches (decode) do both in ONE CTA, one
-// launch; larger ones launch a routing grid, then one grouping CTA. Both paths run the same
-// device functions (route_token, group_rows), so they write the same bits: the path is speed only.
+// launch; larger ones launch a routing grid, then one grouping CTA; up to 4 tokens of <= 32 rows
+// take a 4-warp CTA that groups by shuffles (group_rows_warp). All run route_token, and the two
+// groupings write the same entries (integers), so the path is speed only (tests compare bits).
 // Nothing syncs with the host; grids depend on M, k and E alone (CUDA-graph capturable). Kernels
 // are launched with programmatic dependent launch (pdl.cuh): pdl_wait before any activation.
+#include <climits>
 #include <type_traits>
 
 #include "ops/cuda/cuda_common.cuh"
@@ -17,7 +19,6 @@
 namespace bitexact::ops::cuda {
 namespace {
 
-using moe_detail::allow_smem;
 using moe_detail::GroupsLayout;
 using moe_detail::kTileLarge;
 using moe_detail::kTileSmall;
@@ -32,6 +33,9 @@ constexpr int kMaxExperts = 1024;  // 32 per lane; grouping keeps 33 ints per ex
 constexpr int kFusedMaxTokens = 2 * kGroupWarps;
 constexpr int kFusedMaxExperts = 8 * 32;
 constexpr int kFusedMaxRows = kGroupThreads;
+// The tiny path (decode): one warp per token, one warp groups at most 32 rows.
+constexpr int kTinyMaxTokens = 4;
+constexpr int kTinyMaxRows = 32;
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
@@ -206,6 +210,76 @@ __device__ __forceinline__ void group_rows(const int32_t* ids, int R, int E,
   }
 }
 
+// group_rows for R <= 32 rows by one warp (lane r holds row r's expert): the same entries,
+// stable rows, offsets and tile maps, from shuffles alone (integers: nothing to merge), without
+// group_rows' shared counts and CTA barriers, whose latency dominates a decode step's routing.
+__device__ __forceinline__ void group_rows_warp(const int32_t* s_ids, int R, int E,
+                                                int32_t* __restrict__ groups, int64_t rows_at,
+                                                int64_t small_at, int64_t large_at, int lane) {
+  const int id = lane < R ? s_ids[lane] : INT_MAX;
+  // Row r's entry: rows of smaller experts, then rows of its expert before it.
+  int at = 0;
+  for (int j = 0; j < R; ++j) {
+    const int v = __shfl_sync(kFull, id, j);
+    at += v < id || (v == id && j < lane);
+  }
+  if (lane < R) groups[rows_at + at] = lane;
+  int32_t* small = groups + small_at;
+  int32_t* large = groups + large_at;
+  int s_run = 0, l_run = 0;  // tiles of the experts below `base`
+  for (int base = 0; base < E; base += 32) {
+    const int e = base + lane;  // experts in increasing order, 32 at a time
+    int n = 0, below = 0;
+    for (int j = 0; j < R; ++j) {
+      const int v = __shfl_sync(kFull, id, j);
+      n += v == e;
+      below += v < e;
+    }
+    if (e < E) groups[e] = below;
+    const int ts = (n + kTileSmall - 1) / kTileSmall, tl = (n + kTileLarge - 1) / kTileLarge;
+    int tsi = ts, tli = tl;  // inclusive prefix over the lanes
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int a = __shfl_up_sync(kFull, tsi, o), b = __shfl_up_sync(kFull, tli, o);
+      if (lane >= o) tsi += a, tli += b;
+    }
+    for (int j = 0, t = s_run + tsi - ts; j < ts; ++j, ++t) {
+      small[1 + 2 * t] = e;
+      small[2 + 2 * t] = below + j * kTileSmall;
+    }
+    for (int j = 0, t = l_run + tli - tl; j < tl; ++j, ++t) {
+      large[1 + 2 * t] = e;
+      large[2 + 2 * t] = below + j * kTileLarge;
+    }
+    s_run += __shfl_sync(kFull, tsi, 31);
+    l_run += __shfl_sync(kFull, tli, 31);
+  }
+  if (lane == 0) {
+    groups[E] = R;
+    small[0] = s_run;
+    large[0] = l_run;
+  }
+}
+
+// Tiny path: warp m routes token m (M <= kTinyMaxTokens), then warp 0 groups the rows.
+template <typename T, int kPer>
+__global__ void __launch_bounds__(kTinyMaxTokens * 32)
+    moe_route_tiny_kernel(const T* __restrict__ logits, int64_t ls, int M, int E, int k, bool norm,
+                          int32_t* __restrict__ ids, float* __restrict__ weights,
+                          int32_t* __restrict__ groups, int64_t rows_at, int64_t small_at,
+                          int64_t large_at) {
+  __shared__ int32_t s_ids[kTinyMaxRows];
+  __shared__ float s_w[kTinyMaxRows];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (warp < M)
+    route_token<T, kPer>(logits + int64_t(warp) * ls, E, k, norm, lane, s_ids + warp * k,
+                         s_w + warp * k, ids + warp * k, weights + warp * k);
+  __syncthreads();
+  if (warp == 0) group_rows_warp(s_ids, M * k, E, groups, rows_at, small_at, large_at, lane);
+}
+
 // Split path, step 1: one warp per token, kRouteWarps tokens per CTA.
 template <typename T, int kPer>
 __global__ void __launch_bounds__(kRouteWarps * 32)
@@ -264,7 +338,7 @@ void with_experts_per_lane(int64_t E, Fn&& fn) {
 }
 
 template <typename T>
-void route_typed(const Tensor& logits, bool norm, MoeRouting& routing, bool fused,
+void route_typed(const Tensor& logits, bool norm, MoeRouting& routing, MoeRoutePath path,
                  cudaStream_t stream) {
   const int64_t M = logits.dim(0), E = routing.num_experts, k = routing.expert_ids.dim(1);
   const int64_t R = M * k;
@@ -275,7 +349,16 @@ void route_typed(const Tensor& logits, bool norm, MoeRouting& routing, bool fuse
   int32_t* groups = routing.groups.ptr<int32_t>();
   const GroupsLayout at(R, E);
   const int group_smem = int((kGroupWarps + 1) * E * 4);
-  if (fused) {
+  if (path == MoeRoutePath::kTiny) {
+    with_experts_per_lane(E, [&](auto per) {
+      BITEXACT_CUDA_CHECK(launch_pdl(moe_route_tiny_kernel<T, decltype(per)::value>, dim3(1),
+                                     dim3(kTinyMaxTokens * 32), 0, stream, x, ls, int(M), int(E),
+                                     int(k), norm, ids, weights, groups, at.rows, at.tiles_small,
+                                     at.tiles_large));
+    });
+    return;
+  }
+  if (path == MoeRoutePath::kFused) {
     with_experts_per_lane(E, [&](auto per) {
       if constexpr (decltype(per)::value * 32 <= kFusedMaxExperts)
         BITEXACT_CUDA_CHECK(launch_pdl(moe_route_group_kernel<T, decltype(per)::value>, dim3(1),
@@ -291,8 +374,8 @@ void route_typed(const Tensor& logits, bool norm, MoeRouting& routing, bool fuse
                                    size_t(kRouteWarps * k * 8), stream, x, ls, int(M), int(E),
                                    int(k), norm, ids, weights));
   });
-  static std::atomic<uint64_t> attr_set{0};
-  allow_smem(moe_group_kernel, group_smem, attr_set);
+  static std::atomic<uint64_t> attr_set{0};  // once, to the largest E's size: E varies by call
+  allow_dynamic_smem(moe_group_kernel, (kGroupWarps + 1) * kMaxExperts * 4, attr_set);
   BITEXACT_CUDA_CHECK(launch_pdl(moe_group_kernel, dim3(1), dim3(kGroupThreads), size_t(group_smem),
                                  stream, static_cast<const int32_t*>(ids), int(R), int(E), groups,
                                  at.rows, at.tiles_small, at.tiles_large));
@@ -304,25 +387,36 @@ bool moe_route_fused(int64_t M, int64_t E, int64_t k) {
   return M <= kFusedMaxTokens && E <= kFusedMaxExperts && M * k <= kFusedMaxRows;
 }
 
+bool moe_route_tiny(int64_t M, int64_t E, int64_t k) {
+  (void)E;  // any E up to kMaxExperts: 32 experts per round of the grouping warp
+  return M <= kTinyMaxTokens && M * k <= kTinyMaxRows;
+}
+
 void moe_route_path(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
                     MoeRouting& routing, MoeRoutePath path) {
   const int64_t M = router_logits.dim(0), E = routing.num_experts, k = routing.expert_ids.dim(1);
   if (E > kMaxExperts)
     unsupported("moe_route", "at most " + std::to_string(kMaxExperts) + " experts");
   if (M * k > INT32_MAX / 2) unsupported("moe_route", "too many rows");
-  const bool fused =
-      path == MoeRoutePath::kAuto ? moe_route_fused(M, E, k) : path == MoeRoutePath::kFused;
-  if (fused && !moe_route_fused(M, E, k))
+  if (path == MoeRoutePath::kAuto) {
+    path = moe_route_tiny(M, E, k)            ? MoeRoutePath::kTiny
+           : moe_route_fused(M, E, k)         ? MoeRoutePath::kFused
+                                              : MoeRoutePath::kSplit;
+  }
+  if (path == MoeRoutePath::kFused && !moe_route_fused(M, E, k))
     unsupported("moe_route", "the one-launch path takes at most " +
                                  std::to_string(kFusedMaxTokens) + " tokens, " +
                                  std::to_string(kFusedMaxExperts) + " experts and " +
                                  std::to_string(kFusedMaxRows) + " rows");
+  if (path == MoeRoutePath::kTiny && !moe_route_tiny(M, E, k))
+    unsupported("moe_route", "the tiny path takes at most " + std::to_string(kTinyMaxTokens) +
+                                 " tokens and " + std::to_string(kTinyMaxRows) + " rows");
   if (M == 0) return;
   cudaStream_t stream = stream_of(ctx);
   if (router_logits.dtype == DType::kBF16)
-    route_typed<__nv_bfloat16>(router_logits, norm_topk_prob, routing, fused, stream);
+    route_typed<__nv_bfloat16>(router_logits, norm_topk_prob, routing, path, stream);
   else if (router_logits.dtype == DType::kF32)
-    route_typed<float>(router_logits, norm_topk_prob, routing, fused, stream);
+    route_typed<float>(router_logits, norm_topk_prob, routing, path, stream);
   else
     unsupported("moe_route", "router logits must be bf16 or f32");
 }

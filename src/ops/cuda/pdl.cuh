@@ -8,6 +8,10 @@
 //    before it, only kernel parameters and weights (which no kernel of a forward pass writes)
 //    may be read;
 //  * then pdl_launch_dependents(), which lets the next kernel start its own prologue.
+// So when a kernel starts, the kernel before its predecessor has completed (the predecessor
+// waited for it before letting this one launch): memory written two or more launches back may be
+// read before pdl_wait (the MoE down projection reads the routing so, moe_kernel.cuh), as long
+// as every launch in between keeps this contract (plain launches and copies serialise fully).
 // Speed only: the arithmetic of no kernel changes. set_pdl(false) launches everything plainly.
 #pragma once
 

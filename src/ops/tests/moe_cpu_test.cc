@@ -283,3 +283,30 @@ static int block_row_mismatches(bool invariant) {
 
 TEST(MoeCpu, ExpertBlockRowsAreBatchInvariant) { EXPECT_EQ(block_row_mismatches(true), 0); }
 TEST(MoeCpu, NonInvariantModeIsDetected) { EXPECT_GT(block_row_mismatches(false), 0); }
+
+// moe_linear_swiglu is defined as silu_mul then moe_linear (CUDA fuses them; its test compares
+// bits there); here: the same values through the op interface, and shape errors are reported.
+TEST(MoeCpu, LinearSwigluIsSiluMulThenLinearAndChecksShapes) {
+  ExecContext ctx;
+  const int64_t M = 6, E = 4, k = 2, N = 24, I = 16;
+  auto logits = randn(size_t(M * E), 31);
+  Routing r(M, k, E);
+  moe_route(ctx, view2(logits, M, E), true, r.r);
+  auto gu = randn(size_t(M * k * 2 * I), 32), w = randn(size_t(E * N * I), 33, 0.2f);
+  std::vector<float> h(size_t(M * k * I)), want(size_t(M * k * N)), got(want.size(), NAN);
+  Tensor tg = view2(gu, M * k, 2 * I), th = view2(h, M * k, I), tw = Tensor::view(w.data(), DType::kF32, {E, N, I});
+  Tensor twant = view2(want, M * k, N), tgot = view2(got, M * k, N);
+  silu_mul(ctx, tg, th);
+  moe_linear(ctx, th, tw, r.r, twant);
+  std::fill(h.begin(), h.end(), NAN);
+  moe_linear_swiglu(ctx, tg, tw, r.r, th, tgot);
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
+  Tensor narrow = view2(gu, M * k, I);  // gate_up must be [M*k, 2I]
+  try {
+    moe_linear_swiglu(ctx, narrow, tw, r.r, th, tgot);
+    FAIL() << "expected a shape error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInternal);  // a shape error is a caller's bug (dispatch.cc)
+    EXPECT_NE(std::string(e.what()).find("moe_linear_swiglu"), std::string::npos);
+  }
+}

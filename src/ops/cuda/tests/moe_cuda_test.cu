@@ -3,8 +3,9 @@
 // element within a stated tolerance of the CPU, and every row bit-equal to ops::cuda::linear of
 // that row alone with its expert's matrix, on both tile heights), the combine, the whole expert
 // block bitwise alone vs in batches (and not so in non-invariant mode), and CUDA-graph replay.
-// Also bitwise: the one-launch routing vs the two-launch one vs the previous routing kernel, and
-// moe_combine_add_rms_norm vs moe_combine then add_rms_norm.
+// Also bitwise: the one-launch and tiny routings vs the two-launch one vs the previous kernel,
+// moe_linear_swiglu vs silu_mul then moe_linear, and moe_combine_add_rms_norm vs moe_combine
+// then add_rms_norm.
 #include <algorithm>
 
 #include "ops/cuda/moe_route.h"
@@ -151,6 +152,12 @@ TEST_F(CudaMoe, FusedRouteEqualsSplitRouteAndPreviousKernel) {
           ASSERT_TRUE(same_bytes(fused.ids, split.ids)) << what;
           ASSERT_TRUE(same_bytes(fused.weights, split.weights)) << what;
           ASSERT_TRUE(same_bytes(fused.groups, split.groups)) << what;
+          if (moe_route_tiny(M, E, k)) {  // the shuffle grouping (decode batches)
+            const RouteBits tiny = route_bits(batch, k, norm, MoeRoutePath::kTiny);
+            ASSERT_TRUE(same_bytes(tiny.ids, split.ids)) << what << " (tiny)";
+            ASSERT_TRUE(same_bytes(tiny.weights, split.weights)) << what << " (tiny)";
+            ASSERT_TRUE(same_bytes(tiny.groups, split.groups)) << what << " (tiny)";
+          }
           const size_t n = size_t(M * k * 4);
           const auto first = [&](const std::vector<uint8_t>& v) {
             return std::vector<uint8_t>(v.begin(), v.begin() + std::ptrdiff_t(n));
@@ -199,9 +206,8 @@ TEST_F(CudaMoe, NanRowsTakeDistinctExpertsLikeCpu) {
   std::vector<uint8_t> cpu_ids(r.h_ids.size() * 4);
   std::memcpy(cpu_ids.data(), r.h_ids.data(), cpu_ids.size());
   auto gl = upload(logits, DType::kF32, {M, E});
-  for (const MoeRoutePath path : {MoeRoutePath::kFused, MoeRoutePath::kSplit})
-    EXPECT_TRUE(same_bytes(route_bits(gl.t, k, true, path).ids, cpu_ids))
-        << (path == MoeRoutePath::kFused ? "fused" : "split");
+  for (const MoeRoutePath path : {MoeRoutePath::kFused, MoeRoutePath::kSplit, MoeRoutePath::kTiny})
+    EXPECT_TRUE(same_bytes(route_bits(gl.t, k, true, path).ids, cpu_ids)) << int(path);
 }
 
 TEST_F(CudaMoe, FusedRouteBounds) {
@@ -213,6 +219,11 @@ TEST_F(CudaMoe, FusedRouteBounds) {
   auto gl = device_empty(DType::kBF16, {65, 128});
   Routing r(65, 8, 128);
   EXPECT_ANY_THROW(moe_route_path(gpu_ctx(), gl.t, true, r.dev, MoeRoutePath::kFused));
+  EXPECT_TRUE(moe_route_tiny(4, 128, 8));
+  EXPECT_TRUE(moe_route_tiny(1, 1024, 32));
+  EXPECT_FALSE(moe_route_tiny(5, 128, 2));
+  EXPECT_FALSE(moe_route_tiny(2, 128, 32));  // 64 rows: more than the grouping warp's lanes
+  EXPECT_ANY_THROW(moe_route_path(gpu_ctx(), gl.t.slice_rows(0, 5), true, r.dev, MoeRoutePath::kTiny));
 }
 
 // A routed batch with bf16 x [M or M*k, K] and experts w [E, N, K], on both devices.
@@ -269,6 +280,44 @@ TEST_F(CudaMoe, LinearMatchesCpuAndDenseLinearBits) {
       mismatched += std::memcmp(ref.data(), got.data() + row * c.N * 2, size_t(c.N) * 2) != 0;
     }
     EXPECT_EQ(mismatched, 0) << what;
+  }
+}
+
+// moe_linear_swiglu == silu_mul then moe_linear, bit for bit: the fused operand load (<= 8 rows:
+// 30B-A3B's down matrix at batch 1, an odd K, K below one stage) and the unfused paths (16- and
+// 64-row tiles), in both modes (the non-invariant mode's halved chunks too).
+// The workspace h is poisoned first: the fused path must not read it.
+TEST_F(CudaMoe, LinearSwigluEqualsSiluMulThenLinear) {
+  std::mt19937_64 rng(test_seed("moe_linear_swiglu"));
+  struct Case {
+    int64_t M, E, k, N, I;
+  };
+  for (const Case c : {Case{1, 16, 8, 2048, 768}, Case{2, 16, 8, 2048, 768}, Case{8, 16, 8, 2048, 768},
+                       Case{100, 16, 8, 2048, 768}, Case{4, 8, 2, 96, 136}, Case{5, 8, 2, 96, 136},
+                       Case{300, 8, 2, 96, 136}, Case{3, 4, 2, 64, 8}}) {
+    for (bool invariant : {true, false}) {
+      const int64_t R = c.M * c.k;
+      auto logits = grid_logits(rng, size_t(c.M * c.E));
+      Routing r(c.M, c.k, c.E);
+      auto gl = upload(logits, DType::kBF16, {c.M, c.E});
+      const ExecContext ctx = gpu_ctx(nullptr, invariant);
+      ops::moe_route(ctx, gl.t, true, r.dev);
+      auto gu = upload(random_floats(rng, size_t(R * 2 * c.I), -4, 4), DType::kBF16, {R, 2 * c.I});
+      auto w = upload(random_floats(rng, size_t(c.E * c.N * c.I), -0.05f, 0.05f), DType::kBF16,
+                      {c.E, c.N, c.I});
+      auto h = device_empty(DType::kBF16, {R, c.I});
+      auto want = device_empty(DType::kBF16, {R, c.N}), got = device_empty(DType::kBF16, {R, c.N});
+      poison(want.t);
+      poison(got.t);
+      ops::silu_mul(ctx, gu.t, h.t);
+      ops::moe_linear(ctx, h.t, w.t, r.dev, want.t);
+      poison(h.t);
+      BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
+      ops::moe_linear_swiglu(ctx, gu.t, w.t, r.dev, h.t, got.t);
+      const std::string what = "M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
+                               " I=" + std::to_string(c.I) + (invariant ? "" : " non-invariant");
+      EXPECT_TRUE(same_bytes(download_bytes(got.t), download_bytes(want.t))) << what;
+    }
   }
 }
 
@@ -341,7 +390,7 @@ TEST_F(CudaMoe, CombineAddRmsNormEqualsTheTwoOps) {
   }
 }
 
-// The expert block on the GPU (route, gate_up, silu_mul, down, combine) with bf16 data.
+// The expert block on the GPU (route, gate_up, down with SwiGLU, combine) with bf16 data.
 struct Block {
   int64_t E, k, H, I;
   DeviceTensor router, gate_up, down;
@@ -364,8 +413,7 @@ struct Block {
     ops::linear(gpu_ctx(), x, router.t, logits.t);
     ops::moe_route(moe, logits.t, true, r.dev);
     ops::moe_linear(moe, x, gate_up.t, r.dev, gu.t);
-    ops::silu_mul(moe, gu.t, act.t);
-    ops::moe_linear(moe, act.t, down.t, r.dev, y.t);
+    ops::moe_linear_swiglu(moe, gu.t, down.t, r.dev, act.t, y.t);
     ops::moe_combine(moe, y.t, r.dev, out.t);
     BITEXACT_CUDA_CHECK(cudaDeviceSynchronize());
     return out;
@@ -419,8 +467,7 @@ TEST_F(CudaMoe, GraphReplayEqualsEager) {
     ops::linear(ctx, x.t, b.router.t, logits.t);
     ops::moe_route(ctx, logits.t, true, r.dev);
     ops::moe_linear(ctx, x.t, b.gate_up.t, r.dev, gu.t);
-    ops::silu_mul(ctx, gu.t, act.t);
-    ops::moe_linear(ctx, act.t, b.down.t, r.dev, y.t);
+    ops::moe_linear_swiglu(ctx, gu.t, b.down.t, r.dev, act.t, y.t);
     ops::moe_combine(ctx, y.t, r.dev, out.t);
   };
   auto set_x = [&](uint64_t salt) {
