@@ -31,6 +31,10 @@ struct ExecContext {
 constexpr int kAttentionChunk = 256;
 
 // Per-token metadata for attention over a paged KV cache. All I32 tensors live on ctx.device.
+// Step metadata (these tensors, and the positions and slots of qk_norm_rope_kv_write) must be
+// written by a copy, or by a kernel two or more launches before the op that reads them: CUDA
+// kernels read them before waiting for the previous kernel (pdl.cuh). The model uploads them
+// once per step, before its first kernel.
 struct AttentionMeta {
   Tensor token_seq;    // I32 [M]: index of the sequence (row of block_table) of each query token
   Tensor token_pos;    // I32 [M]: absolute position; the token attends keys at positions [0, pos]
@@ -88,7 +92,8 @@ void kv_cache_write(const ExecContext& ctx, const Tensor& k, const Tensor& v, co
 // with the same bits as those five ops, including the rounding of the normed q and k to the
 // activation dtype before the rotation. q[M,Hq,Dh], k and v [M,Hkv,Dh] (strided rows allowed,
 // e.g. views into the fused qkv row); q_norm, k_norm [Dh]; the rest as for rope and
-// kv_cache_write. q and k end normed and rotated (attention reads q from there).
+// kv_cache_write. q and k end normed and rotated (attention reads q from there). positions and
+// slots are step metadata (see AttentionMeta).
 void qk_norm_rope_kv_write(const ExecContext& ctx, Tensor& q, Tensor& k, const Tensor& v,
                            const Tensor* q_norm, const Tensor* k_norm, float eps,
                            const Tensor& positions, const Tensor& cos_sin, bool interleaved,

@@ -60,17 +60,38 @@ __device__ __forceinline__ void load_group(const T* row, int64_t i0, int64_t n, 
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32) qk_norm_rope_kv_kernel(PrepArgs a) {
   __shared__ float heads[kWarps][kMaxHeadDim];  // one head per warp, between norm and rope
-  pdl_wait();
-  pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t m = blockIdx.x, item = int64_t(blockIdx.y) * kWarps + warp;
   const int64_t dh = a.dh;
   if (item >= a.hq + 2 * a.hkv) return;
+  // Before pdl_wait (pdl.cuh): the step's metadata (slots, positions: uploaded before the step's
+  // first kernel, the op's precondition) and weights (norm weights, the rope table), so that after
+  // the wait only the head itself is a load on the critical path.
   const int64_t slot = a.slots[m];
   const bool is_k = item >= a.hq && item < a.hq + a.hkv, is_v = item >= a.hq + a.hkv;
   const int64_t h = is_v ? item - a.hq - a.hkv : is_k ? item - a.hq : item;
   // kv_write_kernel's destination of (slot, h), element 0.
   const int64_t dst = (slot / a.block_size) * a.c0 + (slot % a.block_size) * a.c1 + h * a.c2;
+  const void* w = is_k ? a.k_norm : a.q_norm;
+  const DType wt = is_k ? a.k_norm_t : a.q_norm_t;
+  const int64_t i0 = int64_t(lane) * 8;  // this lane's group, as rms_norm's thread `lane`
+  float wv[8];                           // the norm weights of the group
+  constexpr int kPairs = kMaxHeadDim / 64;  // rotated pairs per lane (i = lane + 32 j)
+  float cv[kPairs], sv[kPairs];
+  const int64_t half = dh / 2;
+  if (!is_v) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) wv[j] = w != nullptr && i0 + j < dh ? load_any(w, wt, i0 + j) : 0.0f;
+    const int64_t crow = int64_t(a.pos[m]) * a.cs_stride;
+#pragma unroll
+    for (int j = 0; j < kPairs; ++j) {
+      const int64_t i = lane + 32 * j;
+      cv[j] = i < half ? load_any(a.cs, a.cs_t, crow + i) : 0.0f;
+      sv[j] = i < half ? load_any(a.cs, a.cs_t, crow + half + i) : 0.0f;
+    }
+  }
+  pdl_wait();
+  pdl_launch_dependents();
 
   if (is_v) {
     if (slot < 0) return;
@@ -81,9 +102,6 @@ __global__ void __launch_bounds__(kWarps * 32) qk_norm_rope_kv_kernel(PrepArgs a
 
   T* x = is_k ? static_cast<T*>(a.k) + m * a.ks0 + h * a.ks1
               : static_cast<T*>(a.q) + m * a.qs0 + h * a.qs1;
-  const void* w = is_k ? a.k_norm : a.q_norm;
-  const DType wt = is_k ? a.k_norm_t : a.q_norm_t;
-  const int64_t i0 = int64_t(lane) * 8;  // this lane's group, as rms_norm's thread `lane`
   float v[8];
   load_group(x, i0, dh, v);
   if (w != nullptr) {
@@ -99,7 +117,7 @@ __global__ void __launch_bounds__(kWarps * 32) qk_norm_rope_kv_kernel(PrepArgs a
     // rms_norm stores w * (x * inv) rounded to T and rope reads that back: round here too.
 #pragma unroll
     for (int j = 0; j < 8; ++j)
-      if (i0 + j < dh) v[j] = to_f32(from_f32<T>(load_any(w, wt, i0 + j) * (v[j] * inv)));
+      if (i0 + j < dh) v[j] = to_f32(from_f32<T>(wv[j] * (v[j] * inv)));
   }
   float* row = heads[warp];
 #pragma unroll
@@ -111,10 +129,12 @@ __global__ void __launch_bounds__(kWarps * 32) qk_norm_rope_kv_kernel(PrepArgs a
   // `x1 * c - x2 * s` and `x2 * c + x1 * s` to fma(x1, c, -(x2 * s)) and fma(x1, s, x2 * c)
   // (checked in its SASS, sm_90a), and the intrinsics keep this kernel from contracting the
   // other way. attention_prep_cuda_test compares the bits with the five kernels.
-  const int64_t half = dh / 2, crow = int64_t(a.pos[m]) * a.cs_stride;
   const bool to_cache = is_k && slot >= 0;
-  for (int64_t i = lane; i < half; i += 32) {
-    const float c = load_any(a.cs, a.cs_t, crow + i), s = load_any(a.cs, a.cs_t, crow + half + i);
+#pragma unroll
+  for (int j = 0; j < kPairs; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i >= half) break;
+    const float c = cv[j], s = sv[j];
     const int64_t ia = a.interleaved ? 2 * i : i, ib = a.interleaved ? 2 * i + 1 : i + half;
     const float x1 = row[ia], x2 = row[ib];
     const T o1 = from_f32<T>(__fmaf_rn(x1, c, -__fmul_rn(x2, s)));

@@ -53,8 +53,9 @@ __device__ __forceinline__ void st_cluster_f(uint32_t addr, float x) {
 template <int DH>
 __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(128)
     tile4_kernel(Params p, DecodeArgs a) {
-  pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
-  pdl_launch_dependents();
+  // PDL (pdl.cuh): before pdl_wait only the step metadata (positions, sequences, block table:
+  // ops.h's AttentionMeta precondition) is read, so the table lookups are off the critical path;
+  // q and the KV cache (the previous kernel writes both) are read after it.
   constexpr int kPitch = DH + kPad, kOPitch = DH + 8;
   constexpr int kNt = DH / 32;  // 8-dim n-tiles of P V per warp
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -77,6 +78,8 @@ __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(128)
     const int64_t head_off = int64_t(kvh) * p.c_s2;
     const int32_t* blocks = p.block_table + int64_t(p.token_seq[m]) * p.bt_s0;
     load_table<kSubKeys>(s_tab, blocks, p.block_shift, key0, pos, threadIdx.x, 128);
+    pdl_wait();
+    pdl_launch_dependents();
     const __nv_bfloat16* qrow = p.q + int64_t(m) * p.q_s0 + int64_t(kvh) * p.group * p.q_s1;
     uint32_t qf[DH / 16][4];
     load_q_frags<DH>(qf, g < p.group ? qrow + g * p.q_s1 : nullptr,
@@ -161,6 +164,8 @@ __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(128)
       }
     }
   } else {
+    pdl_wait();  // touches no global memory, but keeps the contract uniform
+    pdl_launch_dependents();
     cluster_wait();
   }
   cluster_arrive_release();  // phase 2: every partial is parked in CTA 0

@@ -12,6 +12,8 @@
 // waited for it before letting this one launch): memory written two or more launches back may be
 // read before pdl_wait (the MoE down projection reads the routing so, moe_kernel.cuh), as long
 // as every launch in between keeps this contract (plain launches and copies serialise fully).
+// The step metadata of ops.h's AttentionMeta is read so by qk_norm_rope_kv_write and the tile4
+// decode grid.
 // Speed only: the arithmetic of no kernel changes. set_pdl(false) launches everything plainly.
 #pragma once
 
