@@ -16,6 +16,8 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+std::atomic<bool> g_v7_auto{true};  // set_wgmma_v7_auto
+
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
     void* f = nullptr;
@@ -141,6 +143,7 @@ const char* wgmma_tile_name(WgmmaTile tile) {
     case WgmmaTile::k128x128t: return "128x128t";
     case WgmmaTile::k64x128t: return "64x128t";
     case WgmmaTile::k128x64t: return "128x64t";
+    case WgmmaTile::k64x64t: return "64x64t";
   }
   return "?";
 }
@@ -173,6 +176,8 @@ std::atomic<bool> g_tma_store_auto{true};
 
 void set_wgmma_tma_store_auto(bool on) { g_tma_store_auto.store(on); }
 
+void set_wgmma_v7_auto(bool on) { g_v7_auto.store(on); }
+
 // The split tile for this problem, or kAuto where the plain tiles (or mma.sync) are faster.
 // Speed only. bench_gemm --tiles, H100 (gemm.md v5): split items won at M = 32..256 where the
 // plain tiles leave SMs idle: up to 32 tiles of 64 x 128, up to 64 with K >= 4096, up to 128
@@ -203,9 +208,32 @@ bool wgmma_split_pays(int64_t M, int64_t N, int64_t K, int S) {
   return wgmma_split_tile(M, N, K, S) != WgmmaTile::kAuto;
 }
 
+namespace {
+
+// The plain (not split) tile of the cost model below.
+WgmmaTile wgmma_plain_tile(int64_t M, int64_t N, int64_t K, int S);
+
+}  // namespace
+
 WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int64_t K, int S) {
+  const bool v7 = g_v7_auto.load(std::memory_order_relaxed) &&
+                  g_tma_store_auto.load(std::memory_order_relaxed);
+  // v7 (bench_gemm --tiles, H100, gemm.md v7 run 1): narrow weights with K <= 2048 at M >= 128
+  // where 64x64t runs <= 64 CTAs: it was best at all 3 such points (0.6B o M = 256: 8.03 us
+  // against 9.12 for 64x128t and 10.09 for the split items; 1.7B o M = 128: 8.08 against 8.98);
+  // at 128 CTAs it won 1, tied 2 and lost 1 of 4 (1.7B o M = 256: -5%), and at longer K the
+  // split items won (0.6B down M = 128, 30B o, 1.7B down). Run 3, same run, v6 rule -> this:
+  // 0.6B o M = 256 10.61 -> 8.67 us, 1.7B o M = 128 9.08 -> 8.42, 0.6B o M = 128 8.45 -> 8.57.
+  if (v7 && M >= 128 && K <= 2048 && ceil_div(M, 64) * ceil_div(N, 64) <= 64)
+    return WgmmaTile::k64x64t;
   if (const WgmmaTile split = wgmma_split_tile(M, N, K, S); split != WgmmaTile::kAuto)
     return split;
+  return wgmma_plain_tile(M, N, K, S);
+}
+
+namespace {
+
+WgmmaTile wgmma_plain_tile(int64_t M, int64_t N, int64_t K, int S) {
   // Speed only (every tile gives the same bits). Cost model: rounds of kWgmmaCtas CTAs times the
   // work of one CTA (BM * BN) over the tile's relative throughput, fitted to bench_gemm --paths
   // on the H100 (docs/notes/gemm.md, v4): within ~1% of the best tile on average over 16 shapes
@@ -249,6 +277,8 @@ WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int64_t K, int S) {
   return best;
 }
 
+}  // namespace
+
 void launch_wgmma(LinearParams p, cudaStream_t stream, WgmmaTile tile) {
   if (tile == WgmmaTile::kAuto) tile = wgmma_auto_tile(p.M, p.N, p.K, p.S);
   if (wgmma_tile_is_wide(tile) && p.S > 1)  // 2 x 128 accumulators per thread do not fit the register file
@@ -273,6 +303,8 @@ void launch_wgmma(LinearParams p, cudaStream_t stream, WgmmaTile tile) {
     case WgmmaTile::k128x128t: launch_config<128, 128, 6, 1, 128>(p, stream); break;
     case WgmmaTile::k64x128t: launch_config<64, 128, 8, 1, 128>(p, stream); break;
     case WgmmaTile::k128x64t: launch_config<128, 64, 8, 1, 64>(p, stream); break;
+    // v7 small tile: a deep ring (192 KB of stages) keeps ~1.5 us of one SM's loads in flight.
+    case WgmmaTile::k64x64t: launch_config<64, 64, 12, 1, 64>(p, stream); break;
     case WgmmaTile::kAuto: break;
   }
 }

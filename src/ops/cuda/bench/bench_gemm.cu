@@ -7,7 +7,9 @@
 // --tiles does the wgmma tiles only (no forced mma.sync paths); --v4 adds rows "v4_auto": the
 // auto rule without the split-K tiles (set_wgmma_split_auto(false)), timed in the same run;
 // --v5 adds rows "v5_auto" (the rule without the v6 TMA-store epilogue tiles) and "v6_auto" (with
-// them), both in the same run; --tilelist NAME[,NAME..] limits --tiles to these wgmma tiles.
+// them), both in the same run; --v6 adds rows "v6_auto" (the session-4 rule:
+// set_wgmma_v7_auto(false)) and "v7_auto" (the current rule), same run, with the tile each took;
+// --tilelist NAME[,NAME..] limits --tiles to these wgmma tiles.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -115,7 +117,7 @@ double time_graph(cudaStream_t stream, F&& call) {
 
 int BITEXACT_BENCH_ENTRY(bench_gemm)(int argc, char** argv) {
   std::string prefix = argc > 1 ? argv[1] : "bench_gemm";
-  bool all_paths = false, tune = false, tiles_only = false, v4 = false, v5 = false;
+  bool all_paths = false, tune = false, tiles_only = false, v4 = false, v5 = false, v6 = false;
   std::string tile_list;  // --tilelist: the wgmma tiles that --tiles times (empty: all)
   std::string only;    // --only NAME[,NAME..]: these shapes (for profiling)
   std::string only_m;  // --m M[,M..]: these M
@@ -124,6 +126,7 @@ int BITEXACT_BENCH_ENTRY(bench_gemm)(int argc, char** argv) {
     tiles_only |= std::strcmp(argv[i], "--tiles") == 0;
     v4 |= std::strcmp(argv[i], "--v4") == 0;
     v5 |= std::strcmp(argv[i], "--v5") == 0;
+    v6 |= std::strcmp(argv[i], "--v6") == 0;
     if (std::strcmp(argv[i], "--tilelist") == 0 && i + 1 < argc) tile_list = argv[++i];
     tune |= std::strcmp(argv[i], "--tune") == 0;
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
@@ -259,7 +262,24 @@ int BITEXACT_BENCH_ENTRY(bench_gemm)(int argc, char** argv) {
                        (long long)s.N, (long long)s.K, (long long)M, plan.kc, plan.S, name, t, lt,
                        lt / t, floor_us, floor_us / t, floor_us / lt);
         }
-        set_wgmma_tma_store_auto(false);
+        set_wgmma_tma_store_auto(true);  // the default again (the lines above left it off)
+      }
+      if (v6) {  // the session-4 rule (v6) and the current one (v7), same run
+        for (const bool on : {false, true}) {
+          set_wgmma_v7_auto(on);
+          const double t = run(LinearPath::kAuto, true);
+          const char* name = on ? "v7_auto" : "v6_auto";
+          const LinearPath ap = linear_auto_path(M, s.N, s.K);
+          const std::string tn =
+              ap == LinearPath::kWgmma
+                  ? std::string("wgmma:") + wgmma_tile_name(wgmma_auto_tile(M, s.N, s.K, plan.S))
+                  : linear_path_name(ap);
+          std::printf("%-13s %5lld %-12s %9.2f %9.2f %6.2f %s\n", s.name, (long long)M, name, t,
+                      lt, lt / t, tn.c_str());
+          std::fprintf(csv, "%s,%lld,%lld,%lld,%d,%d,%s:%s,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n", s.name,
+                       (long long)s.N, (long long)s.K, (long long)M, plan.kc, plan.S, name,
+                       tn.c_str(), t, lt, lt / t, floor_us, floor_us / t, floor_us / lt);
+        }
       }
       if (all_paths && !tiles_only) {  // every forced path, to tune linear_auto_path (bits are equal anyway)
         for (LinearPath p : {LinearPath::kSmallSplit, LinearPath::kSmallFused,
@@ -281,11 +301,12 @@ int BITEXACT_BENCH_ENTRY(bench_gemm)(int argc, char** argv) {
               WgmmaTile::k128x128c2, WgmmaTile::k128x128s, WgmmaTile::k64x128s,
               WgmmaTile::k128x64s, WgmmaTile::k64x64s, WgmmaTile::k128x256t, WgmmaTile::k128x256t3,
               WgmmaTile::k128x192t, WgmmaTile::k128x128t, WgmmaTile::k64x128t,
-              WgmmaTile::k128x64t}) {
+              WgmmaTile::k128x64t, WgmmaTile::k64x64t}) {
           if (!listed(tile_list, wgmma_tile_name(tile))) continue;
           const bool wide = wgmma_tile_is_wide(tile);
           const bool narrow = tile == WgmmaTile::k64x128 || tile == WgmmaTile::k128x64 ||
-                              tile == WgmmaTile::k64x128t || tile == WgmmaTile::k128x64t;
+                              tile == WgmmaTile::k64x128t || tile == WgmmaTile::k128x64t ||
+                              tile == WgmmaTile::k64x64t;
           const bool split = wgmma_tile_is_split(tile);
           if ((wide && plan.S > 1) || (narrow && M > 1024)) continue;
           // Split tiles: only where they can help (several chunks, few output tiles).

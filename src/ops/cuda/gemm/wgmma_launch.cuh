@@ -16,11 +16,12 @@ namespace bitexact::ops::cuda::linear_detail {
 // partials through the split workspace, folded in chunk order by the tile's last item (v5):
 // more CTAs than output tiles for narrow weights at M = 32..512. "t" (v6): the output tile is
 // staged in shared memory and stored by the bulk tensor engine (fewer stages: t3 = 3 stages),
-// so the consumers start the next tile sooner.
+// so the consumers start the next tile sooner. v7: 64x64t (12 stages): twice the CTAs of 64x128t
+// for narrow weights with short K at M = 128..512, where too few output tiles fill the SMs.
 enum class WgmmaTile {
   kAuto, k128x128, k128x256, k64x128, k128x64, k128x192, k128x256c2, k128x192c2, k128x128c2,
   k128x128s, k64x128s, k128x64s, k64x64s, k128x256t, k128x256t3, k128x192t, k128x128t,
-  k64x128t, k128x64t
+  k64x128t, k128x64t, k64x64t
 };
 // True for the split-K tiles.
 bool wgmma_tile_is_split(WgmmaTile tile);
@@ -42,6 +43,10 @@ void set_wgmma_split_auto(bool on);
 // fitted rates; off: the v5 rule (direct stores). Speed only; bench_gemm --v5 times both in one
 // run.
 void set_wgmma_tma_store_auto(bool on);
+// On (default, v7): the auto rule takes 64x64t for narrow weights with K <= 2048 at M >= 128
+// where it runs <= 64 CTAs (docs/notes/gemm.md v7); off: the v6 rule. Speed only;
+// bench_gemm --v6 times both in one run.
+void set_wgmma_v7_auto(bool on);
 // The tile kAuto takes for this problem (a function of M, N, K, S only).
 WgmmaTile wgmma_auto_tile(int64_t M, int64_t N, int64_t K, int S);
 

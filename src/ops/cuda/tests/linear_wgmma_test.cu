@@ -49,7 +49,8 @@ TEST(LinearWgmma, EveryTileEqualsMmaSyncPath) {
                              WgmmaTile::k128x192c2, WgmmaTile::k128x128c2, WgmmaTile::k128x128s,
                              WgmmaTile::k64x128s,   WgmmaTile::k128x64s,   WgmmaTile::k64x64s,
                              WgmmaTile::k128x256t,  WgmmaTile::k128x256t3, WgmmaTile::k128x192t,
-                             WgmmaTile::k128x128t,  WgmmaTile::k64x128t,   WgmmaTile::k128x64t};
+                             WgmmaTile::k128x128t,  WgmmaTile::k64x128t,   WgmmaTile::k128x64t,
+                             WgmmaTile::k64x64t};
   const int64_t ms[] = {1, 17, 64, 65, 127, 128, 129, 200, 256, 383, 1000, 2048};
   constexpr int64_t kMaxM = 2048;
   uint64_t salt = 700;
@@ -93,7 +94,8 @@ TEST(LinearWgmma, EveryTileEqualsMmaSyncPath) {
 
 // (2) The comparison above can fail: the same wgmma kernel with K cut into other chunks (a
 // different fold order) gives different bits for some elements; for a plain tile and for a
-// split-K tile (whose fold runs through the workspace), and for a TMA-store epilogue tile (v6).
+// split-K tile (whose fold runs through the workspace), and for TMA-store epilogue tiles (v6;
+// v7's 64x64t).
 TEST(LinearWgmma, OtherChunkingChangesBits) {
   const Shape s{"8B down", 4096, 12288};
   const linear_detail::LinearPlan plan = linear_detail::linear_plan(s.N, s.K);
@@ -104,7 +106,8 @@ TEST(LinearWgmma, OtherChunkingChangesBits) {
   fill_random_device(w.u16(), s.N * s.K, 802);
   Tensor xt = dev_matrix(x.ptr, m, s.K, s.K), wt = dev_matrix(w.ptr, s.N, s.K, s.K);
   Tensor yr = dev_matrix(y_ref.ptr, m, s.N, s.N), yt = dev_matrix(y.ptr, m, s.N, s.N);
-  for (WgmmaTile tile : {WgmmaTile::k128x128, WgmmaTile::k64x128s, WgmmaTile::k128x128t}) {
+  for (WgmmaTile tile : {WgmmaTile::k128x128, WgmmaTile::k64x128s, WgmmaTile::k128x128t,
+                         WgmmaTile::k64x64t}) {
     linear_detail::launch_wgmma(params_for(xt, wt, yr, plan.kc), nullptr, tile);
     linear_detail::launch_wgmma(params_for(xt, wt, yt, plan.kc / 2), nullptr, tile);
     const unsigned long long n_diff = count_diffs(y_ref.u16(), s.N, y.u16(), s.N, m, s.N);
