@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Serving benchmark on the GPU machine: `bitexact serve` with random weights of a config's real
-# shapes, driven by `bitexact bench serve` (random 512 in / 256 out, greedy, ignore_eos), in
+# shapes, driven by `bitexact bench serve` (random 512 in / 256 out, greedy unless TEMPERATURE, ignore_eos), in
 # invariant and non-invariant mode in the same run. Results: OUTDIR/<tag>.json plus one table
 # line per point on stdout.
 # Usage: scripts/gpu/serve_bench.sh OUTDIR BINDIR CONFIG_DIR "CONC:PROMPTS ..." [serve flags...]
 #   e.g. serve_bench.sh $OUT .carry/gpu configs/qwen3-8b "1:32 8:800 64:800 256:800" --kv-cache-gb 30
 # MODES="invariant" (or "non-invariant") runs one mode only, for runs split across calls.
+# TEMPERATURE=1.0 sends that sampling temperature with every request (default 0: greedy); the
+# result tags then end in _t<T>.
 set -u -o pipefail
 out=${1:?usage}
 bin=${2:?usage}
@@ -31,9 +33,10 @@ for mode in ${MODES:-invariant non-invariant}; do
   for p in $points; do
     conc=${p%%:*} n=${p##*:}
     tag="${name}_${mode}_c${conc}"
+    [ -n "${TEMPERATURE:-}" ] && tag="${tag}_t${TEMPERATURE}"
     "$bin/bitexact" bench serve --base-url "http://127.0.0.1:$port" --num-prompts "$n" \
       --random-input-len 512 --random-output-len 256 --max-concurrency "$conc" --seed 0 \
-      --result-file "$out/$tag.json" > "$out/$tag.log" 2> /dev/null
+      --temperature "${TEMPERATURE:-0}" --result-file "$out/$tag.json" > "$out/$tag.log" 2> /dev/null
     python3 - "$out/$tag.json" "$tag" << 'PY'
 import json, sys
 try:

@@ -66,7 +66,7 @@ struct Engine::Impl {
   std::vector<RequestOutput> aborted;  // returned by the next step()
   Sampler sampler;
   std::vector<float> logits, logprobs;  // [rows * V] each; log-softmax computed by the model
-  std::vector<model::RowTop> tops;      // rows sampled greedily on the model's device
+  std::vector<model::RowTop> tops;      // rows sampled on the model's device
   int steps_taken = 0;                  // for EngineConfig::fail_at_step
   int32_t scratch_slot = -1;            // a KV slot no request uses (CUDA-graph padding rows)
   uint64_t next_order = 0;
@@ -83,6 +83,7 @@ struct Engine::Impl {
   std::vector<int32_t> banned(const Sample& s) const;
   // -1 if the host sampler needs s's full logits row; else the top-n the device path returns.
   int device_top_n(const Sample& s) const;
+  ops::SampleRow device_sample(const Sample& s) const;
   SampleResult draw(Sample& s, const float* row, const float* row_logprobs);
   void postprocess(Sample& s, SampleResult r);
   void finish(Sample& s, const std::string& reason, std::optional<std::string> stop_reason);
@@ -227,11 +228,22 @@ std::vector<int32_t> Engine::Impl::banned(const Sample& s) const {
 }
 
 // A greedy row with nothing banned and no penalty is the argmax of the raw logits, so the
-// model's device can pick it (model::RowTop) with the same result as Sampler::sample.
+// model's device can pick it (model::RowTop) with the same result as Sampler::sample. So can a
+// temperature row without top-p / min-p and with top_k off or at most ops::kMaxSampleTopK: the
+// device draws it with ops::sample_tokens, the race Sampler::sample runs (device_sample).
 int Engine::Impl::device_top_n(const Sample& s) const {
   const SamplingParams& p = s.req->spec.params;
-  if (!config.device_greedy || !p.greedy() || p.has_penalties() || !banned(s).empty()) return -1;
+  if (!config.device_greedy || p.has_penalties() || !banned(s).empty()) return -1;
+  if (!p.greedy() && (p.top_p < 1.0 || p.min_p > 0.0 || p.top_k > ops::kMaxSampleTopK)) return -1;
   return std::max(p.logprobs, 0);
+}
+
+// The device draw of a row device_top_n accepted: Sampler::sample's parameters for it.
+ops::SampleRow Engine::Impl::device_sample(const Sample& s) const {
+  const SamplingParams& p = s.req->spec.params;
+  if (p.greedy()) return {};
+  const int64_t V = model.config().vocab_size;
+  return {float(p.temperature), p.top_k > 0 && p.top_k < V ? p.top_k : 0, s.seed, uint64_t(s.generated)};
 }
 
 SampleResult Engine::Impl::draw(Sample& s, const float* row, const float* row_logprobs) {
@@ -317,7 +329,10 @@ std::vector<RequestOutput> Engine::step() {
       uses.push_back({s, -1});
     }
   }
-  for (const RowUse& u : uses) b.row_top_n.push_back(u.prompt_pos >= 0 ? -1 : e.device_top_n(*u.sample));
+  for (const RowUse& u : uses) {
+    b.row_top_n.push_back(u.prompt_pos >= 0 ? -1 : e.device_top_n(*u.sample));
+    b.row_sample.push_back(b.row_top_n.back() >= 0 ? e.device_sample(*u.sample) : ops::SampleRow{});
+  }
   const auto f0 = std::chrono::steady_clock::now();
   e.model.forward(b, e.layers, e.logits, &e.logprobs, &e.tops);
   const auto f1 = std::chrono::steady_clock::now();

@@ -1,5 +1,7 @@
-// Greedy, temperature, top-k, top-p and min-p sampling by inverse CDF over candidates sorted by
-// (probability desc, token id asc), with logprobs from the model's raw log-softmax.
+// Greedy, temperature, top-k, top-p and min-p sampling. top-k, top-p and min-p pick candidates
+// from the tokens sorted by (logit desc, id asc); the draw among the candidates is the
+// exponential race of ops/sample_race.h, the same arithmetic as ops::sample_tokens on every
+// device. Logprobs are the model's raw log-softmax.
 #include "engine/sampler.h"
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "ops/ops.h"
+#include "ops/sample_race.h"
 #include "ops/top_key.h"
 
 namespace bitexact::engine {
@@ -63,14 +66,14 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
                              uint64_t token_index, std::span<const int32_t> banned,
                              const float* given_logprobs, TokenHistory history) {
   const int64_t V = int64_t(logits.size());
-  logprobs_.resize(size_t(V));
-  if (given_logprobs) {
-    std::copy(given_logprobs, given_logprobs + V, logprobs_.begin());
-  } else {
+  const float* lp = given_logprobs;  // the model's row, read in place
+  if (!lp) {
+    logprobs_.resize(size_t(V));
     ops::ExecContext cpu;  // one row: the CPU log-softmax, the same code as everywhere else
     Tensor in = Tensor::view(const_cast<float*>(logits.data()), DType::kF32, {1, V});
     Tensor out = Tensor::view(logprobs_.data(), DType::kF32, {1, V});
     ops::log_softmax(cpu, in, out);
+    lp = logprobs_.data();
   }
 
   // Penalties decide the token; the logprobs above stay the raw distribution's.
@@ -85,6 +88,25 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
     for (int32_t t = 0; t < V; ++t)
       if (logits[t] > best && allowed(t)) best = logits[t], r.token = t;  // strict >: lowest id wins ties
     if (r.token < 0) r.token = 0;
+  } else if (!(p.top_k > 0 && p.top_k < V) && p.min_p <= 0 && p.top_p >= 1.0) {
+    // Plain temperature: every allowed token races; no sort. mx = the best allowed logit.
+    const unsigned char* excluded = nullptr;
+    if (!banned.empty()) {
+      excluded_.assign(size_t(V), 0);
+      for (int32_t t : banned)
+        if (t >= 0 && t < V) excluded_[size_t(t)] = 1;
+      excluded = excluded_.data();
+    }
+    int32_t best = -1;
+    uint64_t best_key = 0;
+    for (int32_t t = 0; t < V; ++t) {
+      if (excluded && excluded[t]) continue;
+      if (best < 0) best = t;  // the answer for a row of NaN only
+      const uint64_t k = ops::top_key(logits[t], t);
+      if (k > best_key) best_key = k, best = t;
+    }
+    if (best < 0) fail(ErrorKind::kInvalidArgument, "every token is banned at this step");
+    r.token = ops::race::race_row({logits.data(), V, float(p.temperature), seed, token_index}, excluded, best);
   } else {
     // Candidates sorted by (logit desc, id asc); the scaled softmax keeps that order.
     // One 64-bit key per token, (logit descending, id ascending) as an unsigned order, so the
@@ -107,46 +129,42 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
     order_.erase(std::remove_if(order_.begin(), order_.end(), [&](int32_t t) { return !allowed(t); }), order_.end());
     keep = int64_t(order_.size());
     if (keep == 0) fail(ErrorKind::kInvalidArgument, "every token is banned at this step");
-    const double mx = logits[order_[0]];
-    weights_.resize(size_t(keep));
-    double total = 0;
-    for (int64_t i = 0; i < keep; ++i) total += weights_[i] = std::exp((double(logits[order_[i]]) - mx) / p.temperature);
-    if (p.min_p > 0) {  // drop candidates below min_p times the most likely one (weights_[0] == 1)
-      int64_t n = 0;
-      while (n < keep && weights_[n] >= p.min_p) ++n;
-      keep = std::max<int64_t>(n, 1);
-      total = std::accumulate(weights_.begin(), weights_.begin() + keep, 0.0);
-    }
-    if (p.top_p < 1.0) {  // the smallest prefix whose mass reaches top_p
-      double cum = 0;
-      int64_t n = 0;
-      while (n < keep) {
-        cum += weights_[n++];
-        if (cum >= p.top_p * total) break;
+    if (p.min_p > 0 || p.top_p < 1.0) {
+      // The filters keep their definitions: probabilities in double over the sorted candidates.
+      const double mx = logits[order_[0]];
+      weights_.resize(size_t(keep));
+      double total = 0;
+      for (int64_t i = 0; i < keep; ++i) total += weights_[i] = std::exp((double(logits[order_[i]]) - mx) / p.temperature);
+      if (p.min_p > 0) {  // drop candidates below min_p times the most likely one (weights_[0] == 1)
+        int64_t n = 0;
+        while (n < keep && weights_[n] >= p.min_p) ++n;
+        keep = std::max<int64_t>(n, 1);
+        total = std::accumulate(weights_.begin(), weights_.begin() + keep, 0.0);
       }
-      keep = n;
-      total = cum;
-    }
-    const double u = philox_uniform(seed, token_index) * total;
-    double cum = 0;
-    r.token = order_[keep - 1];
-    for (int64_t i = 0; i < keep; ++i) {
-      cum += weights_[i];
-      if (u < cum) {
-        r.token = order_[i];
-        break;
+      if (p.top_p < 1.0) {  // the smallest prefix whose mass reaches top_p
+        double cum = 0;
+        int64_t n = 0;
+        while (n < keep) {
+          cum += weights_[n++];
+          if (cum >= p.top_p * total) break;
+        }
+        keep = n;
       }
     }
+    // The draw among the kept candidates: the race, as on the device (ops::sample_tokens).
+    r.token = ops::race::race_candidates({logits.data(), V, float(p.temperature), seed, token_index},
+                                        order_.data(), keep, order_[0]);
   }
-  r.logprob = logprobs_[r.token];
-  if (p.logprobs > 0) {
-    order_.resize(size_t(V));
-    std::iota(order_.begin(), order_.end(), 0);
+  r.logprob = lp[r.token];
+  if (p.logprobs > 0) {  // by (logprob desc, id asc), NaN last: ops::top_logprobs' order
+    keys_.resize(size_t(V));
+    for (int32_t t = 0; t < V; ++t) keys_[size_t(t)] = ops::top_key(lp[t], t);
     const int n = int(std::min<int64_t>(p.logprobs, V));
-    std::partial_sort(order_.begin(), order_.begin() + n, order_.end(), [&](int32_t a, int32_t b) {
-      return logprobs_[a] > logprobs_[b] || (logprobs_[a] == logprobs_[b] && a < b);
-    });
-    for (int i = 0; i < n; ++i) r.top.emplace_back(order_[i], logprobs_[order_[i]]);
+    std::partial_sort(keys_.begin(), keys_.begin() + n, keys_.end(), std::greater<uint64_t>());
+    for (int i = 0; i < n; ++i) {
+      const int32_t t = ops::top_key_column(keys_[size_t(i)]);
+      r.top.emplace_back(t, lp[t]);
+    }
   }
   return r;
 }

@@ -1,6 +1,9 @@
 // Token sampling from one row of logits. A draw uses the counter-based RNG keyed by
 // (request seed, token index), never a shared generator, and ties break to the lowest token id,
 // so a sample is a function of (logits, params, seed, index) alone (ARCHITECTURE.md rule 6).
+// Temperature draws are the exponential race of ops/sample_race.h among the candidates that
+// top-k / top-p / min-p leave: the arithmetic ops::sample_tokens runs on the model's device, so
+// the engine may draw a row either way with the same bits.
 #pragma once
 
 #include <cstdint>
@@ -34,12 +37,13 @@ class Sampler {
                       const float* logprobs = nullptr, TokenHistory history = {});
 
  private:
-  std::vector<float> logprobs_;
+  std::vector<float> logprobs_;  // the row's log-softmax when the caller has none
   std::vector<int32_t> order_;
   std::vector<uint64_t> keys_;  // sort keys: (logit desc, id asc)
   std::vector<double> weights_;
   std::vector<float> penalized_;
   std::vector<int32_t> counts_;
+  std::vector<unsigned char> excluded_;  // banned tokens of a plain-temperature draw
 };
 
 }  // namespace bitexact::engine

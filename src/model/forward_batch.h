@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/ops.h"
 
 namespace bitexact::model {
 
@@ -28,6 +29,11 @@ struct ForwardBatch {
   // logprobs (a RowTop), found on the model's device: a decode step then copies a few bytes per
   // row instead of the vocabulary twice.
   std::vector<int> row_top_n;
+  // Per logit row, parallel to logit_rows (empty: every row greedy). For a row with
+  // row_top_n >= 0 and temperature > 0, the token is drawn on the model's device by
+  // ops::sample_tokens (the race of ops/sample_race.h, the host sampler's draw) instead of the
+  // argmax; top_k <= ops::kMaxSampleTopK. Ignored for rows with row_top_n < 0.
+  std::vector<ops::SampleRow> row_sample;
 
   int num_tokens() const { return int(token_ids.size()); }
   int max_position() const;  // max over positions, +1
@@ -36,7 +42,7 @@ struct ForwardBatch {
 // What a logit row with row_top_n >= 0 returns: the same values the host sampler would find
 // in that row's logits and log-softmax.
 struct RowTop {
-  int32_t token = -1;    // argmax of the logits, lowest id on ties
+  int32_t token = -1;    // argmax of the logits, lowest id on ties; or the row_sample draw
   float logprob = 0.0f;  // its log-softmax value
   std::vector<std::pair<int32_t, float>> top;  // top n (token, logprob) by (logprob desc, id asc)
 };

@@ -18,6 +18,7 @@ struct Model::Workspace {
   int tokens = 0, logit_rows = 0, table_len = 0;
   Buffer resid, hidden, qkv, attn, proj, gate_up, act, last, logits, logprobs;
   Buffer greedy_ids, greedy_vals, top_ids, top_vals;  // ops::top_tokens results per logit row
+  Buffer sample_params;  // ops::SampleRow per logit row (ops::sample_tokens)
   Buffer ids, pos, seq, slots, table, rows;
   MoeWorkspace moe;  // qwen3_moe sparse blocks (empty otherwise)
 
@@ -48,6 +49,7 @@ struct Model::Workspace {
       greedy_vals = Buffer(size_t(n_rows) * 4, dev);
       top_ids = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
       top_vals = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
+      sample_params = Buffer(size_t(n_rows) * sizeof(ops::SampleRow), dev);
       logit_rows = n_rows;
       moved = true;
     }

@@ -1,7 +1,8 @@
-// The end of a forward pass: bringing logit rows back to the host. A row that will be sampled
-// greedily needs only its argmax and a few logprobs, so those are found on the model's device
-// (ops::top_tokens) and the vocabulary-sized rows are copied only for rows that need them
-// (sampling with temperature, penalties, prompt logprobs).
+// The end of a forward pass: bringing logit rows back to the host. A row sampled greedily or
+// with plain temperature / top-k needs only its token and a few logprobs, so those are found on
+// the model's device (ops::top_tokens, ops::sample_tokens, ops::top_logprobs) and the
+// vocabulary-sized rows are copied only for rows that need them (penalties, banned tokens,
+// top-p / min-p, prompt logprobs).
 #include <algorithm>
 
 #include "model/model_internal.h"
@@ -50,31 +51,62 @@ void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const
   if (b.row_top_n.empty() || std::all_of(b.row_top_n.begin(), b.row_top_n.end(), [](int n) { return n < 0; }))
     return ops::synchronize(ctx_);
 
+  const int n = std::max(0, *std::max_element(b.row_top_n.begin(), b.row_top_n.end()));
+  bool any_sampled = false;  // a device row drawn with temperature (ops::sample_tokens)
+  for (int r = 0; r < rows && !b.row_sample.empty(); ++r)
+    any_sampled = any_sampled || (!full(r) && b.row_sample[size_t(r)].temperature > 0.0f);
+  std::vector<int32_t> token(static_cast<size_t>(rows)), ids(static_cast<size_t>(rows) * size_t(n));
+  std::vector<float> token_lp(token.size()), vals(ids.size());
+  Tensor h_token = Tensor::view(token.data(), DType::kI32, {rows, 1});
+  if (any_sampled) {
+    // Token and its logprob from sample_tokens: greedy rows (temperature 0) get top_tokens'
+    // top-1 and log_softmax's value, the same as the greedy path below; full rows are greedy
+    // here too, their results unused.
+    std::vector<ops::SampleRow> prm(static_cast<size_t>(rows));
+    int max_top_k = 0;  // the op ranks this many candidates per row: 0 for plain temperature
+    for (int r = 0; r < rows; ++r)
+      if (!full(r)) prm[size_t(r)] = b.row_sample[size_t(r)], max_top_k = std::max(max_top_k, prm[size_t(r)].top_k);
+    Tensor h_prm = Tensor::view(prm.data(), DType::kI32, {rows, ops::kSampleRowWords});
+    Tensor d_prm = h_prm;
+    if (ctx_.device != Device::kCpu) {
+      d_prm = ws.sample_params.as(DType::kI32, {rows, ops::kSampleRowWords});
+      ops::copy(ctx_, h_prm, d_prm);
+    }
+    Tensor s_ids = ws.greedy_ids.as(DType::kI32, {rows}), s_lps = ws.greedy_vals.as(DType::kF32, {rows});
+    ops::sample_tokens(ctx_, logits, d_prm, s_ids, s_lps, max_top_k);
+    Tensor h_ids1 = Tensor::view(token.data(), DType::kI32, {rows});
+    Tensor h_lps1 = Tensor::view(token_lp.data(), DType::kF32, {rows});
+    ops::copy(ctx_, s_ids, h_ids1);
+    ops::copy(ctx_, s_lps, h_lps1);
+  }
   // Greedy token = top-1 of the logits. Its logprob = top-1 of the log-softmax: log_softmax is
   // x - lse with one lse per row, monotone in x, so the largest logprob is the argmax's.
   // top_logprobs = top_tokens(log_softmax(logits)) without writing the f32 rows.
-  const int n = std::max(1, *std::max_element(b.row_top_n.begin(), b.row_top_n.end()));
-  Tensor g_ids = ws.greedy_ids.as(DType::kI32, {rows, 1}), g_vals = ws.greedy_vals.as(DType::kF32, {rows, 1});
-  Tensor t_ids = ws.top_ids.as(DType::kI32, {rows, n}), t_vals = ws.top_vals.as(DType::kF32, {rows, n});
-  ops::top_tokens(ctx_, logits, g_ids, g_vals);
-  ops::top_logprobs(ctx_, logits, t_ids, t_vals);
-  std::vector<int32_t> greedy(static_cast<size_t>(rows)), ids(static_cast<size_t>(rows) * size_t(n));
-  std::vector<float> vals(ids.size());
-  Tensor h_greedy = Tensor::view(greedy.data(), DType::kI32, {rows, 1});
-  Tensor h_ids = Tensor::view(ids.data(), DType::kI32, {rows, n});
-  Tensor h_vals = Tensor::view(vals.data(), DType::kF32, {rows, n});
-  ops::copy(ctx_, g_ids, h_greedy);
-  ops::copy(ctx_, t_ids, h_ids);
-  ops::copy(ctx_, t_vals, h_vals);
+  const int tn = std::max(1, n);
+  Tensor t_ids = ws.top_ids.as(DType::kI32, {rows, tn}), t_vals = ws.top_vals.as(DType::kF32, {rows, tn});
+  if (!any_sampled) {
+    Tensor g_ids = ws.greedy_ids.as(DType::kI32, {rows, 1}), g_vals = ws.greedy_vals.as(DType::kF32, {rows, 1});
+    ops::top_tokens(ctx_, logits, g_ids, g_vals);
+    ops::copy(ctx_, g_ids, h_token);
+  }
+  if (!any_sampled || n > 0) {
+    ids.resize(size_t(rows) * size_t(tn));
+    vals.resize(ids.size());
+    ops::top_logprobs(ctx_, logits, t_ids, t_vals);
+    Tensor h_ids = Tensor::view(ids.data(), DType::kI32, {rows, tn});
+    Tensor h_vals = Tensor::view(vals.data(), DType::kF32, {rows, tn});
+    ops::copy(ctx_, t_ids, h_ids);
+    ops::copy(ctx_, t_vals, h_vals);
+  }
   ops::synchronize(ctx_);
   out.tops->assign(size_t(rows), RowTop{});
   for (int r = 0; r < rows; ++r) {
     if (full(r)) continue;
     RowTop& t = (*out.tops)[size_t(r)];
-    t.token = greedy[size_t(r)];
-    t.logprob = vals[size_t(r) * size_t(n)];
+    t.token = token[size_t(r)];
+    t.logprob = any_sampled ? token_lp[size_t(r)] : vals[size_t(r) * size_t(tn)];
     for (int j = 0; j < b.row_top_n[size_t(r)]; ++j)
-      t.top.emplace_back(ids[size_t(r) * size_t(n) + size_t(j)], vals[size_t(r) * size_t(n) + size_t(j)]);
+      t.top.emplace_back(ids[size_t(r) * size_t(tn) + size_t(j)], vals[size_t(r) * size_t(tn) + size_t(j)]);
   }
 }
 

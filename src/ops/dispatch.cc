@@ -196,6 +196,34 @@ void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Ten
   BITEXACT_DISPATCH(top_logprobs, ctx, logits, ids, vals);
 }
 
+void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& params, Tensor& ids,
+                   Tensor& logprobs, int max_top_k) {
+  expect(logits.ndim == 2 && logits.stride[1] == 1 &&
+             (logits.dtype == DType::kF32 || logits.dtype == DType::kBF16) && logits.device == ctx.device,
+         "sample_tokens", "logits must be [R,V] F32 or BF16 with contiguous rows on the op's device");
+  const int64_t R = logits.dim(0);
+  expect(params.ndim == 2 && params.dtype == DType::kI32 && params.dim(0) == R &&
+             params.dim(1) == kSampleRowWords && params.is_contiguous() && params.device == ctx.device &&
+             reinterpret_cast<uintptr_t>(params.data) % alignof(SampleRow) == 0,
+         "sample_tokens", "params must be 8-byte aligned contiguous I32 [R, kSampleRowWords] (SampleRow)");
+  expect(ids.ndim == 1 && ids.dtype == DType::kI32 && ids.dim(0) == R && ids.is_contiguous() &&
+             ids.device == ctx.device, "sample_tokens", "ids must be contiguous I32 [R]");
+  expect(logprobs.ndim == 1 && logprobs.dtype == DType::kF32 && logprobs.dim(0) == R &&
+             logprobs.is_contiguous() && logprobs.device == ctx.device,
+         "sample_tokens", "logprobs must be contiguous F32 [R]");
+  expect(logits.dim(1) >= 1, "sample_tokens", "V must be positive");
+  expect(max_top_k >= 0 && max_top_k <= kMaxSampleTopK, "sample_tokens", "max_top_k must be in [0, kMaxSampleTopK]");
+  if (ctx.device == Device::kCpu) {  // the parameters are host memory: check them here
+    const SampleRow* p = static_cast<const SampleRow*>(params.data);
+    for (int64_t r = 0; r < R; ++r)
+      expect(p[r].temperature >= 0.0f && p[r].temperature <= 3.4e38f && p[r].top_k >= 0 &&
+                 p[r].top_k <= max_top_k,
+             "sample_tokens", "row " + std::to_string(r) + ": temperature must be finite and >= 0, "
+                              "top_k in [0, max_top_k]");
+  }
+  BITEXACT_DISPATCH(sample_tokens, ctx, logits, params, ids, logprobs, max_top_k);
+}
+
 int64_t moe_groups_len(int64_t rows, int64_t num_experts) {
   // Offsets and grouped rows, then the CUDA backend's two tile maps (16- and 64-row tiles of one
   // expert each, see ops/cuda/moe.cu): a count and (expert, first entry) pairs, at most

@@ -118,6 +118,26 @@ void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& va
 // (bit for bit, on the same device), for the logprobs of greedy rows.
 void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals);
 
+// Sampling on the model's device. Per row r, params[r] (a SampleRow, as I32 [R, kSampleRowWords]
+// on ctx.device): temperature 0 takes the greedy token (top_tokens' top-1); else the exponential
+// race of ops/sample_race.h among the top_k tokens by (logit desc, id asc) (top_k 0 or >= V: all
+// of them), the same draw as the host sampler (engine/sampler.cc) makes. ids[r] (I32 [R]) gets the
+// token and logprobs[r] (F32 [R]) its log_softmax value: the bits ops::log_softmax writes on the
+// same device. max_top_k bounds every row's top_k (<= kMaxSampleTopK): the CUDA backend ranks
+// that many candidates per row (top_tokens with n = max_top_k, whose cost grows with n), so a
+// batch without top_k passes 0. A row's result depends on its own logits and params only, never
+// on max_top_k or the other rows.
+struct SampleRow {
+  float temperature = 0.0f;
+  int32_t top_k = 0;
+  uint64_t seed = 0;
+  uint64_t token_index = 0;
+};
+constexpr int kSampleRowWords = int(sizeof(SampleRow) / 4);
+constexpr int kMaxSampleTopK = kMaxTopTokens;
+void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& params, Tensor& ids,
+                   Tensor& logprobs, int max_top_k = kMaxSampleTopK);
+
 // Mixture of experts (qwen3_moe). M tokens each pick k of E experts; row r = m * k + s of the
 // expert ops is slot s of token m. Every op below computes a row from that row's inputs only:
 // which other tokens chose the same expert, and how many, never reaches the arithmetic.

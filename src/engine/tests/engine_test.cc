@@ -202,7 +202,8 @@ TEST(Engine, PromptLogprobsWithTopN) {
 
 // Greedy rows take token and logprobs from the model's device path (model::RowTop) unless the
 // host sampler is needed; both must give the same bits. Mixed requests: logprobs none/0/5,
-// min_tokens (banned EOS: host path), a penalty (host path), and temperature (host path).
+// min_tokens (banned EOS: host path), a penalty (host path), and temperature (device draw,
+// ops::sample_tokens; device_sampler_test.cc covers it in depth).
 TEST(Engine, DeviceGreedyEqualsHostSampler) {
   auto run_all = [](bool device_greedy) {
     EngineConfig c;

@@ -1,11 +1,15 @@
-// Sampler unit tests: greedy ties, top-k/top-p/min-p supports, seeds and logprobs.
+// Sampler unit tests: greedy ties, top-k/top-p/min-p supports, seeds and logprobs, and the
+// exponential race's distribution, determinism, ties, and equality with ops::sample_tokens.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
+#include <random>
 
 #include "core/error.h"
 #include "engine/sampler.h"
+#include "ops/ops.h"
 
 using namespace bitexact::engine;
 
@@ -115,4 +119,111 @@ TEST(Sampler, ValidateRejectsBadParameters) {
   p = {};
   p.max_tokens = 0;
   EXPECT_THROW(p.validate(), bitexact::Error);
+}
+
+// The race draws from softmax(l / T): frequencies of a small known distribution over 200000
+// (seed, index) pairs stay within 5 standard deviations (sqrt(p (1 - p) / N) <= 0.0012, so a
+// tolerance of 0.006) of the exact probabilities, for plain temperature, a temperature != 1,
+// and top_k (renormalised over the k best).
+TEST(Sampler, RaceFrequenciesMatchTheDistribution) {
+  Sampler s;
+  const std::vector<double> probs = {0.4, 0.25, 0.15, 0.1, 0.06, 0.04};
+  std::vector<float> logits;
+  for (double p : probs) logits.push_back(float(std::log(p)));
+  struct Case {
+    double temperature;
+    int top_k;
+  };
+  for (Case c : {Case{1.0, 0}, Case{0.6, 0}, Case{1.7, 0}, Case{1.0, 3}}) {
+    SamplingParams p;
+    p.temperature = c.temperature;
+    p.top_k = c.top_k;
+    std::vector<double> want(probs.size());
+    double total = 0;
+    for (size_t i = 0; i < probs.size(); ++i)
+      if (c.top_k == 0 || int(i) < c.top_k) total += want[i] = std::exp(double(logits[i]) / c.temperature);
+    for (double& w : want) w /= total;
+    const int N = 200000;
+    std::vector<int> count(probs.size());
+    for (int i = 0; i < N; ++i) ++count[size_t(s.sample(logits, p, uint64_t(i / 50), uint64_t(i % 50)).token)];
+    for (size_t i = 0; i < probs.size(); ++i)
+      EXPECT_NEAR(double(count[i]) / N, want[i], 0.006) << "T=" << c.temperature << " k=" << c.top_k << " token " << i;
+  }
+}
+
+// Equal logits are drawn equally often, and a draw does not depend on the token ids' positions:
+// the race is a function of (logit, id, seed, index) per token.
+TEST(Sampler, RaceIsDeterministicAndFairBetweenTies) {
+  Sampler s;
+  SamplingParams p;
+  p.temperature = 1.0;
+  std::vector<float> logits = {1.0f, 1.0f, 1.0f, 1.0f, -30.0f};
+  std::vector<int> count(5);
+  for (uint64_t i = 0; i < 40000; ++i) {
+    const int32_t t = s.sample(logits, p, 5, i).token;
+    ASSERT_EQ(t, s.sample(logits, p, 5, i).token);  // same (seed, index): same token
+    ++count[size_t(t)];
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(count[size_t(i)] / 40000.0, 0.25, 0.012) << i;
+  EXPECT_EQ(count[4], 0);
+  // Another seed gives another sequence.
+  int same = 0;
+  for (uint64_t i = 0; i < 200; ++i) same += s.sample(logits, p, 5, i).token == s.sample(logits, p, 6, i).token;
+  EXPECT_LT(same, 120);
+  // Banning a token leaves every other token's draw where it was unless the banned one won.
+  std::vector<int32_t> banned = {2};
+  for (uint64_t i = 0; i < 500; ++i) {
+    const int32_t free = s.sample(logits, p, 5, i).token, b = s.sample(logits, p, 5, i, banned).token;
+    EXPECT_NE(b, 2);
+    if (free != 2) {
+      EXPECT_EQ(b, free);
+    }
+  }
+}
+
+// Greedy ties go to the lowest id (the race's keys do the same for equal scores).
+TEST(Sampler, GreedyTieAndTinyTemperature) {
+  Sampler s;
+  SamplingParams p;
+  p.temperature = 0;
+  std::vector<float> logits = {0.0f, 3.0f, 3.0f, 1.0f};
+  EXPECT_EQ(s.sample(logits, p, 1, 0).token, 1);
+  // A temperature just above greedy: the race picks one of the two maxima, never another token.
+  p.temperature = 2e-5;
+  std::vector<int> count(4);
+  for (uint64_t i = 0; i < 2000; ++i) ++count[size_t(s.sample(logits, p, 1, i).token)];
+  EXPECT_EQ(count[0] + count[3], 0);
+  EXPECT_GT(count[1], 800);
+  EXPECT_GT(count[2], 800);
+}
+
+// Sampler::sample and ops::sample_tokens (CPU) make the same draw and report the same logprob
+// bits, with and without top_k: one algorithm whichever path computes it.
+TEST(Sampler, EqualsTheSampleTokensOp) {
+  const int64_t V = 4099;
+  std::mt19937 g(8);
+  std::normal_distribution<float> nd(0.0f, 2.5f);
+  Sampler s;
+  bitexact::ops::ExecContext ctx;
+  for (int trial = 0; trial < 60; ++trial) {
+    std::vector<float> row(static_cast<size_t>(V)), lp(static_cast<size_t>(V));
+    for (float& x : row) x = nd(g);
+    bitexact::Tensor x = bitexact::Tensor::view(row.data(), bitexact::DType::kF32, {1, V});
+    bitexact::Tensor lpt = bitexact::Tensor::view(lp.data(), bitexact::DType::kF32, {1, V});
+    bitexact::ops::log_softmax(ctx, x, lpt);
+    SamplingParams p;
+    p.temperature = std::vector<double>{1.0, 0.3, 0.8, 2.0}[size_t(trial % 4)];
+    p.top_k = std::vector<int>{0, 1, 7, 32, 0}[size_t(trial % 5)];
+    const uint64_t seed = g(), idx = g() % 100;
+    const SampleResult h = s.sample(row, p, seed, idx, {}, lp.data());
+    bitexact::ops::SampleRow prm{float(p.temperature), p.top_k, seed, idx};
+    int32_t id = -1;
+    float lpv = 0;
+    bitexact::Tensor pt = bitexact::Tensor::view(&prm, bitexact::DType::kI32, {1, bitexact::ops::kSampleRowWords});
+    bitexact::Tensor it = bitexact::Tensor::view(&id, bitexact::DType::kI32, {1});
+    bitexact::Tensor lt = bitexact::Tensor::view(&lpv, bitexact::DType::kF32, {1});
+    bitexact::ops::sample_tokens(ctx, x, pt, it, lt);
+    ASSERT_EQ(id, h.token) << "trial " << trial;
+    EXPECT_EQ(std::memcmp(&lpv, &h.logprob, 4), 0) << "trial " << trial;
+  }
 }

@@ -27,6 +27,8 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
 void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out);
 void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
 void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals);
+void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& params, Tensor& ids,
+                   Tensor& logprobs, int max_top_k);
 void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,
                MoeRouting& routing);
 void moe_linear(const ExecContext& ctx, const Tensor& x, const Tensor& w,

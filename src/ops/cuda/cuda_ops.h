@@ -31,6 +31,11 @@ void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& va
 void top_tokens_sliced(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals,
                        int slices);
 void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals);
+void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& params, Tensor& ids,
+                   Tensor& logprobs, int max_top_k);
+// The log-sum-exp per row that log_softmax subtracts (the same bits), on the device: a pointer
+// into per-device scratch, valid until the next log_softmax / top_logprobs / row_lse on it.
+const float* row_lse(const ExecContext& ctx, const Tensor& logits);
 // top_tokens of x[r, :] - minus[r] (device pointer, f32 subtraction): top_logprobs' second half.
 void top_tokens_minus(const ExecContext& ctx, const Tensor& x, const float* minus, Tensor& ids,
                       Tensor& vals);

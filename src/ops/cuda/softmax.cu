@@ -178,6 +178,14 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
   }
 }
 
+const float* row_lse(const ExecContext& ctx, const Tensor& logits) {
+  switch (logits.dtype) {
+    case DType::kBF16: return launch_lse<__nv_bfloat16>(logits, stream_of(ctx));
+    case DType::kF32: return launch_lse<float>(logits, stream_of(ctx));
+    default: unsupported("row_lse", "logits must be BF16 or F32");
+  }
+}
+
 void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals) {
   if (logits.dim(0) == 0) return;
   const float* lse = nullptr;
