@@ -62,10 +62,10 @@ SplitWorkspace& workspace_for(cudaStream_t stream, size_t floats, size_t counter
   return ws;
 }
 
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT>
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT, bool CLUSTER = false>
 void launch(LinearParams p, cudaStream_t stream) {
   constexpr int smem = linear_smem_bytes<BM, BN, BK, STAGES, SPLIT>();
-  auto kernel = linear_bf16_kernel<BM, BN, BK, WM, WN, STAGES, SPLIT>;
+  auto kernel = linear_bf16_kernel<BM, BN, BK, WM, WN, STAGES, SPLIT, CLUSTER>;
   // The shared-memory opt-in is per device: remember which devices have it (bit per device).
   static std::atomic<uint64_t> attr_set{0};
   int dev = 0;
@@ -83,12 +83,43 @@ void launch(LinearParams p, cudaStream_t stream) {
   // arithmetic is unchanged.
   dim3 grid = SPLIT ? dim3(unsigned(n_tiles), unsigned(p.S), unsigned(m_tiles))
                     : dim3(unsigned(m_tiles * n_tiles), 1u, 1u);
+  if constexpr (CLUSTER) {
+    // The S chunks of an output tile as one cluster (1, S, 1), launched with PDL too.
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = unsigned(p.S);
+    attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = dim3(WM * WN * 32);
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = attr;
+    config.numAttrs = pdl_enabled() ? 2 : 1;
+    LINEAR_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
+    return;
+  }
   LINEAR_CUDA_CHECK(launch_pdl(kernel, grid, dim3(WM * WN * 32), smem, stream, p));
 }
 
+// The cluster fold (linear_bf16_kernel CLUSTER) for M <= 16: the S - 1 parked partials of 4 KB
+// fit in the pipeline stages' 80 KB. Up to 4 chunks: H100, same-binary A/B (bench_decode
+// --no-cluster-fold, batch 1): 30B-A3B (S = 2, 4 and 8 on its router) 3.61 -> 3.52 ms, 8B (S = 2)
+// 6.07-6.14 -> 6.04-6.08, but 0.6B (o and down at S = 8: 16 clusters of 8) 1.10 -> 1.15-1.21.
+constexpr int kMaxClusterChunks = 4;
+bool g_cluster_fold = true;
+
+bool cluster_fold_fits(int64_t M, int S) { return M <= 16 && S > 1 && S <= kMaxClusterChunks; }
+
 // Decode-size tiles: BN columns of weights per CTA, one K chunk per CTA when split.
 template <int BM, int BN, int BK, int WM, int WN, int STAGES>
-void launch_small(LinearParams& p, bool split, cudaStream_t stream) {
+void launch_small(LinearParams& p, bool split, cudaStream_t stream, bool cluster = false) {
+  if constexpr (BM == 16 && BN == 64 && WM == 1 && WN == 4) {
+    if (split && cluster) return launch<BM, BN, BK, WM, WN, STAGES, true, true>(p, stream);
+  }
   if (split) {
     size_t n_counters = size_t(ceil_div(p.M, BM) * ceil_div(p.N, BN));
     SplitWorkspace& ws = workspace_for(stream, size_t(p.S) * p.M * p.N, n_counters);
@@ -101,6 +132,8 @@ void launch_small(LinearParams& p, bool split, cudaStream_t stream) {
 }
 
 }  // namespace
+
+void set_linear_cluster_fold(bool on) { g_cluster_fold = on; }
 
 SplitBuffers linear_split_workspace(cudaStream_t stream, size_t floats, size_t counters) {
   SplitWorkspace& ws = workspace_for(stream, floats, counters);
@@ -127,6 +160,7 @@ const char* linear_path_name(LinearPath path) {
     case LinearPath::kAuto: return "auto";
     case LinearPath::kSmallSplit: return "small_split";
     case LinearPath::kSmallFused: return "small_fused";
+    case LinearPath::kSmallCluster: return "small_cluster";
     case LinearPath::kMedium: return "medium";
     case LinearPath::kLarge: return "large";
     case LinearPath::kSmallWide: return "small_wide";
@@ -214,14 +248,23 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
   p.K = int(K);
   p.kc = plan.kc;
   p.S = plan.S;
-  if (path == LinearPath::kAuto) path = linear_auto_path(M, N, K);
+  const bool auto_path = path == LinearPath::kAuto;
+  if (auto_path) path = linear_auto_path(M, N, K);
   switch (path) {
+    case LinearPath::kSmallCluster:
+      if (!cluster_fold_fits(M, plan.S))
+        fail(ErrorKind::kInvalidArgument, "linear: the cluster path takes M <= 16 and 2..4 chunks");
+      launch_small<16, 64, 128, 1, 4, 4>(p, true, stream, true);
+      break;
     case LinearPath::kSmallSplit:
     case LinearPath::kSmallFused: {
       bool split = path == LinearPath::kSmallSplit && plan.S > 1;
       // M <= 16 streams 256-byte row segments per stage (BK 128): measured 2-6% faster at
-      // decode than BK 64 (docs/notes/gemm.md, v2 tuning).
-      if (M <= 16) launch_small<16, 64, 128, 1, 4, 4>(p, split, stream);
+      // decode than BK 64 (docs/notes/gemm.md, v2 tuning). The auto path folds split chunks in
+      // a cluster when they fit (kSmallCluster's kernel; kSmallSplit forced keeps the L2 fold).
+      if (M <= 16)
+        launch_small<16, 64, 128, 1, 4, 4>(p, split, stream,
+                                           auto_path && g_cluster_fold && cluster_fold_fits(M, plan.S));
       else if (M <= 32) launch_small<32, 64, 64, 2, 2, 4>(p, split, stream);
       else launch_small<64, 64, 64, 2, 2, 4>(p, split, stream);
       break;

@@ -39,10 +39,14 @@ enum class LinearPath {
   kLarge,       // BM 128, BN 128, fused
   kSmallWide,   // BM 32/64 by M, BN 128, 8 warps, split when S > 1
   kWgmma,       // Hopper wgmma + TMA, BM 64/128 x BN 64..256 by shape, fused (gemm/wgmma_*)
+  kSmallCluster,  // M <= 16, S = 2..4: small_split's CTAs as a cluster, the fold over DSMEM
 };
 const char* linear_path_name(LinearPath path);
-// The path kAuto takes for this shape (for logs and benches).
+// The path kAuto takes for this shape (for logs and benches). Where it says kSmallSplit at
+// M <= 16 with 2..4 chunks, kAuto runs kSmallCluster's kernel (unless switched off below).
 LinearPath linear_auto_path(int64_t M, int64_t N, int64_t K);
+// Whether kAuto folds split chunks in a cluster (default on; off for same-binary A/B timing).
+void set_linear_cluster_fold(bool on);
 
 // Checks dtypes, devices, strides and 16-byte alignment; throws kInvalidArgument otherwise.
 void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y);

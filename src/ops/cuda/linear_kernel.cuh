@@ -38,6 +38,24 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// Thread-block cluster helpers (the CLUSTER fold): a full barrier of the cluster's threads with
+// release / acquire semantics for shared::cluster memory, the address of `p` in rank 0's shared
+// memory, and a store there.
+__device__ __forceinline__ void cluster_sync_all() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ uint32_t cluster_map_rank0(const void* p) {
+  uint32_t r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n"
+               : "=r"(r)
+               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(p))));
+  return r;
+}
+__device__ __forceinline__ void cluster_store_f32(uint32_t addr, float v) {
+  asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(addr), "f"(v) : "memory");
+}
+
 // 16-byte async copy; src_bytes = 0 writes zeros (K tail, rows past M or N).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
@@ -134,8 +152,12 @@ __device__ __forceinline__ void mma_stage(uint32_t a_base, uint32_t b_base, int 
 //        last CTA of an output tile to arrive (integer counter) folds all S partials in order.
 // !SPLIT: grid (m_tiles * n_tiles), tiles visited in groups of p.group_m M-tiles so that CTAs
 //        running together share weight tiles in L2; the CTA walks all chunks and folds them.
+// CLUSTER (with SPLIT, M <= 16, S <= 4): the S CTAs of an output tile form a cluster (1, S, 1); the
+//        partials meet in chunk 0's shared memory (DSMEM) and chunk 0 folds them in chunk order:
+//        the same arithmetic as the last-CTA fold, without the round trip through L2, the fence
+//        and the counter (the fold's latency is most of a decode GEMM's tail).
 // The grid is a pure function of (M, N, K) and the config, never of the SM count.
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT>
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT, bool CLUSTER = false>
 __global__ void __launch_bounds__(WM* WN * 32)
     linear_bf16_kernel(const LinearParams p) {
   constexpr int kThreads = WM * WN * 32;
@@ -254,6 +276,48 @@ __global__ void __launch_bounds__(WM* WN * 32)
           if (r < p.M && c < p.N)
             *reinterpret_cast<__nv_bfloat162*>(p.y + int64_t(r) * p.ldy + c) =
                 __floats2bfloat162_rn(out_at(i, j, 2 * h), out_at(i, j, 2 * h + 1));
+        }
+  } else if constexpr (CLUSTER) {
+    // Chunk c = blockIdx.y = the CTA's rank in the cluster. Each thread's fragment is parked at
+    // park[slot][element][thread] (consecutive threads: no bank conflicts), slot c - 1 of chunk
+    // 0's shared memory, which reuses its pipeline stages, so they must be drained first.
+    constexpr int kElems = MI * NI * 4;
+    const int chunk = blockIdx.y;
+    float* park = reinterpret_cast<float*>(smem);
+    cluster_sync_all();  // 1: every CTA is past its last mma: chunk 0's stages are free
+    if (chunk > 0) {
+      const uint32_t slot = cluster_map_rank0(park + (chunk - 1) * kElems * kThreads + threadIdx.x);
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            cluster_store_f32(slot + uint32_t(((i * NI + j) * 4 + e) * kThreads * 4), acc[i][j][e]);
+    }
+    cluster_sync_all();  // 2: every partial is parked (release / acquire)
+    if (chunk > 0) return;
+    // out = p_0, then out + p_1, ..., + p_{S-1}: the last-CTA fold's order.
+    for (int c = 1; c < p.S; ++c) {
+      const float* src = park + (c - 1) * kElems * kThreads + threadIdx.x;
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            acc[i][j][e] = __fadd_rn(acc[i][j][e], src[((i * NI + j) * 4 + e) * kThreads]);
+    }
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          int r = r_base + i * 16 + h * 8, c = c_base + j * 8;
+          if (r < p.M && c < p.N)
+            *reinterpret_cast<__nv_bfloat162*>(p.y + int64_t(r) * p.ldy + c) =
+                __floats2bfloat162_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
         }
   } else {
     // 1. Publish this chunk's partial.

@@ -9,9 +9,17 @@
 namespace bitexact::ops::cuda::linear_test {
 namespace {
 
-const LinearPath kAllPaths[] = {LinearPath::kAuto, LinearPath::kSmallSplit,
-                                LinearPath::kSmallFused, LinearPath::kMedium, LinearPath::kLarge,
-                                LinearPath::kSmallWide, LinearPath::kWgmma};
+const LinearPath kAllPaths[] = {LinearPath::kAuto,       LinearPath::kSmallSplit,
+                                LinearPath::kSmallFused, LinearPath::kMedium,
+                                LinearPath::kLarge,      LinearPath::kSmallWide,
+                                LinearPath::kWgmma,      LinearPath::kSmallCluster};
+
+// The cluster fold takes M <= 16 and 2..4 chunks only (it throws otherwise).
+bool path_takes(LinearPath path, int64_t M, int64_t N, int64_t K) {
+  if (path != LinearPath::kSmallCluster) return true;
+  const int S = linear_detail::linear_plan(N, K).S;
+  return M <= 16 && S >= 2 && S <= 4;
+}
 
 std::vector<float> to_f32(const std::vector<uint16_t>& v) {
   std::vector<float> out(v.size());
@@ -29,7 +37,7 @@ TEST(LinearCuda, MatchesCpuReferenceOnEveryPath) {
   struct Case { int64_t M, N, K; };
   const Case cases[] = {{1, 1024, 3072}, {5, 2000, 64},    {33, 192, 64},   {64, 1024, 2048},
                         {77, 4096, 1024}, {200, 1024, 3072}, {300, 2048, 512}, {130, 264, 1032},
-                        {16, 24, 8},      {129, 136, 4104}};
+                        {16, 24, 8},      {129, 136, 4104}, {12, 1000, 2048}, {9, 2040, 4096}};
   uint64_t salt = 1;
   for (const Case& c : cases) {
     auto xh = random_bf16(c.M * c.K, salt++), wh = random_bf16(c.N * c.K, salt++);
@@ -52,6 +60,7 @@ TEST(LinearCuda, MatchesCpuReferenceOnEveryPath) {
     Tensor x = dev_matrix(xd.ptr, c.M, c.K, c.K), w = dev_matrix(wd.ptr, c.N, c.K, c.K);
     Tensor y = dev_matrix(yd.ptr, c.M, c.N, c.N);
     for (LinearPath path : kAllPaths) {
+      if (!path_takes(path, c.M, c.N, c.K)) continue;
       LT_CHECK(cudaMemset(yd.ptr, 0xFF, yd.bytes));  // NaN poison
       linear_detail::linear_invariant(ExecContext{Device::kCuda}, x, w, y, path);
       LT_CHECK(cudaDeviceSynchronize());
@@ -81,7 +90,7 @@ TEST(LinearCuda, MatchesCpuReferenceOnEveryPath) {
 // (3) Strided x and y rows give the same bits as contiguous ones on every path.
 TEST(LinearCuda, StridedRowsEqualContiguous) {
   struct Case { int64_t M, N, K; };
-  for (Case c : {Case{37, 1024, 3072}, Case{300, 4096, 1024}, Case{3, 192, 64}}) {
+  for (Case c : {Case{37, 1024, 3072}, Case{300, 4096, 1024}, Case{3, 192, 64}, Case{9, 2048, 4096}}) {
     const int64_t ldx = c.K + 64, ldy = c.N + 136;
     DeviceBuffer xc(c.M * c.K * 2), xs(c.M * ldx * 2), wd(c.N * c.K * 2);
     DeviceBuffer yc(c.M * c.N * 2), ys(c.M * ldy * 2);
@@ -92,6 +101,7 @@ TEST(LinearCuda, StridedRowsEqualContiguous) {
     Tensor x_c = dev_matrix(xc.ptr, c.M, c.K, c.K), x_s = dev_matrix(xs.ptr, c.M, c.K, ldx);
     Tensor y_c = dev_matrix(yc.ptr, c.M, c.N, c.N), y_s = dev_matrix(ys.ptr, c.M, c.N, ldy);
     for (LinearPath path : kAllPaths) {
+      if (!path_takes(path, c.M, c.N, c.K)) continue;
       LT_CHECK(cudaMemset(yc.ptr, 0xFF, yc.bytes));
       LT_CHECK(cudaMemset(ys.ptr, 0xFE, ys.bytes));
       linear_detail::linear_invariant(ExecContext{Device::kCuda}, x_c, w, y_c, path);

@@ -68,10 +68,12 @@ TEST(LinearInvariance, RowBlocksEqualSmallerProductsOnEveryPath) {
     };
     check(kFullM, LinearPath::kMedium);  // the other large-M paths at full size
     check(kFullM, LinearPath::kWgmma);
+    const int S = linear_detail::linear_plan(s.N, s.K).S;
     for (int64_t m : ms) {
-      check(m, LinearPath::kAuto);
+      check(m, LinearPath::kAuto);  // at m <= 16 with 2..4 chunks: the cluster fold
       if (all_paths_at(m))
         for (LinearPath p : forced) check(m, p);
+      if (m <= 16 && S >= 2 && S <= 4) check(m, LinearPath::kSmallCluster);
     }
     LT_CHECK(cudaDeviceSynchronize());
     std::vector<unsigned long long> host(labels.size());
