@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/gemm/wgmma_launch.cuh"
 #include "ops/cuda/linear_cuda.cuh"
@@ -66,15 +67,8 @@ template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT, bool C
 void launch(LinearParams p, cudaStream_t stream) {
   constexpr int smem = linear_smem_bytes<BM, BN, BK, STAGES, SPLIT>();
   auto kernel = linear_bf16_kernel<BM, BN, BK, WM, WN, STAGES, SPLIT, CLUSTER>;
-  // The shared-memory opt-in is per device: remember which devices have it (bit per device).
   static std::atomic<uint64_t> attr_set{0};
-  int dev = 0;
-  LINEAR_CUDA_CHECK(cudaGetDevice(&dev));
-  if (!(attr_set.load() >> dev & 1)) {
-    LINEAR_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    attr_set.fetch_or(uint64_t(1) << dev);
-  }
+  allow_dynamic_smem(kernel, smem, attr_set);
   const int64_t m_tiles = ceil_div(p.M, BM), n_tiles = ceil_div(p.N, BN);
   // Raster groups of M-tiles whose x rows (group_m * BM * K bf16) stay around 16 MB, so the CTAs
   // in flight share each weight tile through L2. Speed only: no tile's arithmetic depends on it.

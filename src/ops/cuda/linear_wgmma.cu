@@ -6,6 +6,7 @@
 #include <atomic>
 #include <string>
 
+#include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/gemm/wgmma_kernel.cuh"
 #include "ops/cuda/gemm/wgmma_launch.cuh"
 #include "ops/cuda/linear_cuda.cuh"
@@ -59,14 +60,8 @@ void launch_tile(LinearParams p, cudaStream_t stream) {
   constexpr int smem = wgmma_smem_bytes<BM, BN, STAGES, EPI_N>();
   static_assert(smem <= 227 * 1024, "shared memory per block");
   auto kernel = linear_wgmma_kernel<BM, BN, STAGES, FOLD, CLUSTER, SPLIT, EPI_N>;
-  static std::atomic<uint64_t> attr_set{0};  // the opt-in is per device: bit per device
-  int dev = 0;
-  LINEAR_CUDA_CHECK(cudaGetDevice(&dev));
-  if (!(attr_set.load() >> dev & 1)) {
-    LINEAR_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    attr_set.fetch_or(uint64_t(1) << dev);
-  }
+  static std::atomic<uint64_t> attr_set{0};
+  allow_dynamic_smem(kernel, smem, attr_set);
   const CUtensorMap tmap_x = make_tensor_map(p.x, p.M, p.K, p.ldx, BM);
   const CUtensorMap tmap_w = make_tensor_map(p.w, p.N, p.K, p.K, BN / CLUSTER);
   // v6 TMA-store epilogue: y [M, N] in boxes of 64 x 64 (check_linear_args guarantees the

@@ -3,9 +3,11 @@
 // Each (kc) is a different reduction order, so this is for picking the plan, not for serving.
 #pragma once
 
+#include <atomic>
 #include <cstdio>
 #include <vector>
 
+#include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/linear_cuda.cuh"
 #include "ops/cuda/linear_kernel.cuh"
 
@@ -22,12 +24,8 @@ template <int BM, int BN, int BK, int WM, int WN, int STAGES>
 void launch_split(LinearParams p, const TuneBuffers& b, cudaStream_t stream) {
   constexpr int smem = linear_smem_bytes<BM, BN, BK, STAGES, true>();
   auto kernel = linear_bf16_kernel<BM, BN, BK, WM, WN, STAGES, true>;
-  static bool once = [&] {
-    LINEAR_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)once;
+  static std::atomic<uint64_t> attr_set{0};
+  allow_dynamic_smem(kernel, smem, attr_set);
   p.partial = b.partial;
   p.counters = b.counters;
   dim3 grid(unsigned((p.N + BN - 1) / BN), unsigned(p.S), unsigned((p.M + BM - 1) / BM));
