@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cstdint>
 
+#include "ops/cuda/last_arrival.cuh"
 #include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda::linear_detail {
@@ -337,18 +338,7 @@ __global__ void __launch_bounds__(WM* WN * 32)
     // 2. Count arrivals (integer atomic: no float atomics anywhere). Whichever CTA arrives last
     //    does the fold, but the fold reads partials in chunk order 0..S-1, so the arrival order
     //    never reaches the arithmetic.
-    __shared__ int is_last;
-    __threadfence();
-    __syncthreads();
-    int* counter = p.counters + blockIdx.z * gridDim.x + blockIdx.x;
-    if (threadIdx.x == 0) {
-      int prev = atomicAdd(counter, 1);
-      is_last = prev == p.S - 1;
-      if (is_last) *counter = 0;  // ready for the next launch on this stream
-    }
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
+    if (!last_to_arrive(p.counters + blockIdx.z * gridDim.x + blockIdx.x, p.S)) return;
     // 3. Fold: each thread takes 4 adjacent outputs and issues its partial loads 8 at a time
     //    (independent, so their latencies overlap), then adds them strictly in chunk order.
     const int rows = min(BM, p.M - m0), quads = min(BN, p.N - n0) / 4;

@@ -15,6 +15,7 @@
 
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/last_arrival.cuh"
 #include "ops/cuda/scratch.cuh"
 #include "ops/sample_race.h"
 
@@ -42,7 +43,6 @@ __global__ void __launch_bounds__(kThreads)
                     const SampleRow* __restrict__ prm, int n, const float* __restrict__ lse,
                     RaceScratch sc, int32_t* __restrict__ ids, float* __restrict__ lps) {
   __shared__ uint64_t warp_best[kThreads / 32];
-  __shared__ bool is_last;
   const int64_t r = blockIdx.x;
   const SampleRow p = prm[r];
   if (!races_whole_row(p, v)) return;
@@ -69,16 +69,7 @@ __global__ void __launch_bounds__(kThreads)
   best = warp_max_key(lane < kThreads / 32 ? warp_best[lane] : 0);
   if (slices > 1) {
     if (threadIdx.x == 0) __stcg(sc.keys + r * slices + blockIdx.y, best);
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      const int prev = atomicAdd(sc.counters + r, 1);  // integer arrival count
-      is_last = prev == slices - 1;
-      if (is_last) sc.counters[r] = 0;  // ready for the next launch
-    }
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
+    if (!last_to_arrive(sc.counters + r, slices)) return;
     best = 0;
     for (int i = lane; i < slices; i += 32) {
       const uint64_t k = __ldcg(sc.keys + r * slices + i);

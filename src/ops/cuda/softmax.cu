@@ -14,6 +14,7 @@
 
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/last_arrival.cuh"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/scratch.cuh"
 
@@ -57,7 +58,6 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     row_lse_kernel(const T* __restrict__ x, int64_t xs, int64_t v, int64_t slice, LseScratch sc) {
   __shared__ float scratch[kThreads / 32];
-  __shared__ bool is_last;
   pdl_wait();
   pdl_launch_dependents();
   const int64_t r = blockIdx.x;
@@ -84,16 +84,7 @@ __global__ void __launch_bounds__(kThreads)
   s = block_sum<kThreads>(s, scratch);
   if (slices > 1) {
     if (threadIdx.x == 0) __stcg(sc.part + r * slices + blockIdx.y, make_float2(mx, s));
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      const int prev = atomicAdd(sc.counters + r, 1);  // integer arrival count, no float atomics
-      is_last = prev == slices - 1;
-      if (is_last) sc.counters[r] = 0;  // ready for the next launch
-    }
-    __syncthreads();
-    if (!is_last || threadIdx.x != 0) return;
-    __threadfence();
+    if (!last_to_arrive(sc.counters + r, slices) || threadIdx.x != 0) return;
     // The fold reads every slice in slice order, so the arrival order never reaches the bits.
     mx = -INFINITY;
     for (int i = 0; i < slices; ++i) mx = fmaxf(mx, __ldcg(sc.part + r * slices + i).x);

@@ -13,6 +13,7 @@
 
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/last_arrival.cuh"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/scratch.cuh"
 #include "ops/top_key.h"
@@ -116,7 +117,6 @@ __global__ void __launch_bounds__(kThreads)
                       SliceScratch scratch, const float* __restrict__ minus_row,
                       int32_t* __restrict__ ids, float* __restrict__ vals) {
   __shared__ uint64_t warp_best[kThreads / 32];
-  __shared__ bool is_last;
   pdl_wait();
   pdl_launch_dependents();
   const int64_t r = blockIdx.x;
@@ -133,18 +133,8 @@ __global__ void __launch_bounds__(kThreads)
       const uint64_t top = pop_round<kThreads>(t, warp_best);
       if (threadIdx.x == 0) __stcg(cand + int64_t(blockIdx.y) * n + round, top);
     }
-    // Integer arrival count (no float atomics); whichever CTA is last merges, and the merge is a
-    // function of the set of candidates alone.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      const int prev = atomicAdd(scratch.counters + r, 1);
-      is_last = prev == slices - 1;
-      if (is_last) scratch.counters[r] = 0;  // ready for the next launch
-    }
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
+    // Whichever CTA is last merges; the merge is a function of the set of candidates alone.
+    if (!last_to_arrive(scratch.counters + r, slices)) return;
     t.init(n);
     for (int i = threadIdx.x; i < slices * n; i += kThreads) t.consider(__ldcg(cand + i));
   }
