@@ -177,12 +177,13 @@ __global__ void __launch_bounds__(128) split_kernel(Params p) {
 // its order are those of merge_partial.
 template <int DH>
 __global__ void __launch_bounds__(DH) merge_chunks_kernel(Params p) {
-  pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
-  pdl_launch_dependents();
   __shared__ float s_m[DH], s_l[DH];
   const int m = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   const int split_keys = kSubTiles * kSubKeys * p.subtiles_per_warp;
+  // PDL (pdl.cuh): the position is step metadata, read before the wait; the partials after it.
   const int n = p.token_pos[m] / split_keys + 1;
+  pdl_wait();
+  pdl_launch_dependents();
   if (n == 1) return;  // written by split_kernel
   const int64_t base = (int64_t(m) * p.hq + h) * p.max_splits;
   float om = -INFINITY, ol = 0.0f, ov = 0.0f;  // empty: the first merge takes chunk 0 exactly

@@ -70,7 +70,10 @@ __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(128)
   const int c = rest % a.max_units, mk = rest / a.max_units, kvh = mk % p.hkv, m = mk / p.hkv;
   const int pos = p.token_pos[m];
   const int nsub = pos / kSubKeys + 1, nchunks = (nsub + kSubTiles - 1) / kSubTiles;
-  if (c >= nchunks) return;  // uniform over the cluster
+  if (c >= nchunks) {  // uniform over the cluster
+    pdl_wait();  // pdl.cuh: a CTA waits before it exits, so the chain of waits is never cut
+    return;
+  }
   cluster_arrive_relaxed();  // phase 1 ends once every CTA of the cluster runs (DSMEM is live)
   const int u = kSubTiles * c + rank, key0 = u * kSubKeys;
   const int park_stride = park_floats<DH>(p.group);

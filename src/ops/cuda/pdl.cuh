@@ -4,7 +4,9 @@
 // where a step is hundreds of kernels of a few microseconds each.
 // Contract for every kernel launched through launch_pdl:
 //  * call pdl_wait() before touching any memory that an earlier kernel of the stream writes or
-//    reads (activations, caches, partials, counters), including in CTAs that exit early;
+//    reads (activations, caches, partials, counters), and in every CTA before it exits, even one
+//    with nothing to do (a grid none of whose CTAs waited could complete before its predecessor,
+//    and the kernel after it would see unfinished data);
 //    before it, only kernel parameters and weights (which no kernel of a forward pass writes)
 //    may be read;
 //  * then pdl_launch_dependents(), which lets the next kernel start its own prologue.
