@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -40,6 +41,9 @@ struct BenchOptions {
   int num_prompts = 100, input_len = 1024, output_len = 128, max_concurrency = 0;
   double range_ratio = 0.0, request_rate = std::numeric_limits<double>::infinity();
   double temperature = 0.0;  // greedy, as `vllm bench serve` sends by default
+  // Sent only when given (else the server's defaults apply, e.g. a model's generation_config).
+  std::optional<int> top_k;
+  std::optional<double> top_p;
   uint64_t seed = 0;
   int64_t vocab_size = 0;
 };
@@ -106,9 +110,15 @@ void discover(BenchOptions& o) {
 Result run_one(const BenchOptions& o, const Sample& s, Clock::time_point bench_start) {
   Result res;
   res.prompt_len = int(s.prompt.size());
-  const json body = {
-      {"model", o.model},   {"prompt", s.prompt}, {"max_tokens", s.output_len}, {"temperature", o.temperature},
-      {"ignore_eos", true}, {"stream", true},     {"stream_options", {{"include_usage", true}}}};
+  json body = {{"model", o.model},
+               {"prompt", s.prompt},
+               {"max_tokens", s.output_len},
+               {"temperature", o.temperature},
+               {"ignore_eos", true},
+               {"stream", true},
+               {"stream_options", {{"include_usage", true}}}};
+  if (o.top_k) body["top_k"] = *o.top_k;
+  if (o.top_p) body["top_p"] = *o.top_p;
   httplib::Client cli(o.base_url);
   cli.set_read_timeout(600);
   httplib::Request req;
@@ -297,6 +307,12 @@ int bench_serve(int argc, char** argv) {
   app.add_option("--seed", o.seed, "dataset and arrival seed")->capture_default_str();
   app.add_option("--temperature", o.temperature, "sampling temperature sent with each request")
       ->capture_default_str();
+  int top_k = -1;
+  double top_p = 1.0;
+  auto* top_k_opt =
+      app.add_option("--top-k", top_k, "top_k sent with each request (default: not sent)");
+  auto* top_p_opt =
+      app.add_option("--top-p", top_p, "top_p sent with each request (default: not sent)");
   app.add_option("--vocab-size", o.vocab_size,
                  "token ids are drawn below this (default: from /v1/models)");
   app.add_option("--result-file", o.result_file, "write the results as JSON");
@@ -305,6 +321,8 @@ int bench_serve(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (top_k_opt->count()) o.top_k = top_k;
+  if (top_p_opt->count()) o.top_p = top_p;
   o.request_rate = rate == "inf" ? std::numeric_limits<double>::infinity() : std::stod(rate);
   if (!(o.request_rate > 0))
     fail(ErrorKind::kInvalidArgument, "--request-rate must be positive or inf");

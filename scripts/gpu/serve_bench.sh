@@ -7,7 +7,9 @@
 #   e.g. serve_bench.sh $OUT .carry/gpu configs/qwen3-8b "1:32 8:800 64:800 256:800" --kv-cache-gb 30
 # MODES="invariant" (or "non-invariant") runs one mode only, for runs split across calls.
 # TEMPERATURE=1.0 sends that sampling temperature with every request (default 0: greedy); the
-# result tags then end in _t<T>.
+# result tags then end in _t<T>. TOP_K=20 / TOP_P=0.95 send top_k / top_p likewise (default: not
+# sent; tags end in _k<K> / _p<P>). BENCH_BIN=DIR takes the `bench serve` client from DIR
+# (default BINDIR): e.g. a newer client with --top-k driving an older server.
 set -u -o pipefail
 out=${1:?usage}
 bin=${2:?usage}
@@ -34,9 +36,14 @@ for mode in ${MODES:-invariant non-invariant}; do
     conc=${p%%:*} n=${p##*:}
     tag="${name}_${mode}_c${conc}"
     [ -n "${TEMPERATURE:-}" ] && tag="${tag}_t${TEMPERATURE}"
-    "$bin/bitexact" bench serve --base-url "http://127.0.0.1:$port" --num-prompts "$n" \
+    sampling=(--temperature "${TEMPERATURE:-0}")
+    [ -n "${TOP_K:-}" ] && tag="${tag}_k${TOP_K}" && sampling+=(--top-k "$TOP_K")
+    [ -n "${TOP_P:-}" ] && tag="${tag}_p${TOP_P}" && sampling+=(--top-p "$TOP_P")
+    client=${BENCH_BIN:-$bin}
+    LD_LIBRARY_PATH="$PWD/$client:$LD_LIBRARY_PATH" "$client/bitexact" bench serve \
+      --base-url "http://127.0.0.1:$port" --num-prompts "$n" \
       --random-input-len 512 --random-output-len 256 --max-concurrency "$conc" --seed 0 \
-      --temperature "${TEMPERATURE:-0}" --result-file "$out/$tag.json" > "$out/$tag.log" 2> /dev/null
+      "${sampling[@]}" --result-file "$out/$tag.json" > "$out/$tag.log" 2> /dev/null
     python3 - "$out/$tag.json" "$tag" << 'PY'
 import json, sys
 try:

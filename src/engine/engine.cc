@@ -83,6 +83,7 @@ struct Engine::Impl {
   std::vector<int32_t> banned(const Sample& s) const;
   // -1 if the host sampler needs s's full logits row; else the top-n the device path returns.
   int device_top_n(const Sample& s) const;
+  int device_candidates(const Sample& s) const;
   ops::SampleRow device_sample(const Sample& s) const;
   SampleResult draw(Sample& s, const float* row, const float* row_logprobs);
   void postprocess(Sample& s, SampleResult r);
@@ -231,11 +232,25 @@ std::vector<int32_t> Engine::Impl::banned(const Sample& s) const {
 // model's device can pick it (model::RowTop) with the same result as Sampler::sample. So can a
 // temperature row without top-p / min-p and with top_k off or at most ops::kMaxSampleTopK: the
 // device draws it with ops::sample_tokens, the race Sampler::sample runs (device_sample).
+// A top-p / min-p row with 0 < top_k <= ops::kMaxTopTokens needs only its top-k candidates
+// (device_candidates) and as many logprobs: the host filters those (Sampler::sample_candidates).
+// top-p / min-p with top_k off needs the whole sorted row: the host sampler on the full row.
 int Engine::Impl::device_top_n(const Sample& s) const {
   const SamplingParams& p = s.req->spec.params;
   if (!config.device_greedy || p.has_penalties() || !banned(s).empty()) return -1;
+  if (const int k = device_candidates(s); k > 0) return std::max(k, p.logprobs);
   if (!p.greedy() && (p.top_p < 1.0 || p.min_p > 0.0 || p.top_k > ops::kMaxSampleTopK)) return -1;
   return std::max(p.logprobs, 0);
+}
+
+// How many top candidates the device returns for a row device_top_n accepted (0: none, the
+// device draws or picks the token itself).
+int Engine::Impl::device_candidates(const Sample& s) const {
+  const SamplingParams& p = s.req->spec.params;
+  if (p.greedy() || (p.top_p >= 1.0 && p.min_p <= 0.0) || p.top_k <= 0 ||
+      p.top_k > ops::kMaxTopTokens)
+    return 0;
+  return int(std::min<int64_t>(p.top_k, model.config().vocab_size));
 }
 
 // The device draw of a row device_top_n accepted: Sampler::sample's parameters for it.
@@ -331,7 +346,11 @@ std::vector<RequestOutput> Engine::step() {
   }
   for (const RowUse& u : uses) {
     b.row_top_n.push_back(u.prompt_pos >= 0 ? -1 : e.device_top_n(*u.sample));
-    b.row_sample.push_back(b.row_top_n.back() >= 0 ? e.device_sample(*u.sample) : ops::SampleRow{});
+    const bool device = b.row_top_n.back() >= 0;
+    b.row_candidates.push_back(device ? e.device_candidates(*u.sample) : 0);
+    // A candidate row's token is drawn on the host: its row_sample stays greedy (unused).
+    b.row_sample.push_back(device && b.row_candidates.back() == 0 ? e.device_sample(*u.sample)
+                                                                  : ops::SampleRow{});
   }
   const auto f0 = std::chrono::steady_clock::now();
   e.model.forward(b, e.layers, e.logits, &e.logprobs, &e.tops);
@@ -352,7 +371,11 @@ std::vector<RequestOutput> Engine::step() {
                                      s.req->spec.prompt_logprobs, e.logprobs.data() + r * size_t(V));
       continue;
     }
-    if (b.row_top_n[r] >= 0) {
+    if (b.row_candidates[r] > 0) {
+      const model::RowTop& t = e.tops[r];
+      e.postprocess(s, e.sampler.sample_candidates(t.candidates, t.top, V, s.req->spec.params,
+                                                   s.seed, uint64_t(s.generated)));
+    } else if (b.row_top_n[r] >= 0) {
       const model::RowTop& t = e.tops[r];
       e.postprocess(s, SampleResult{t.token, t.logprob, t.top});
     } else {

@@ -62,6 +62,67 @@ void apply_penalties(std::span<const float> logits, const SamplingParams& p, Tok
 
 }  // namespace
 
+int32_t Sampler::draw_sorted(const int32_t* ids, const float* vals, int64_t keep,
+                             const SamplingParams& p, uint64_t seed, uint64_t token_index) {
+  if (p.min_p > 0 || p.top_p < 1.0) {
+    // The filters keep their definitions: probabilities in double over the sorted candidates.
+    const double mx = vals[0];
+    weights_.resize(size_t(keep));
+    double total = 0;
+    for (int64_t i = 0; i < keep; ++i)
+      total += weights_[size_t(i)] = std::exp((double(vals[i]) - mx) / p.temperature);
+    if (p.min_p > 0) {  // drop candidates below min_p times the most likely one (weights_[0] == 1)
+      int64_t n = 0;
+      while (n < keep && weights_[size_t(n)] >= p.min_p) ++n;
+      keep = std::max<int64_t>(n, 1);
+      total = std::accumulate(weights_.begin(), weights_.begin() + keep, 0.0);
+    }
+    if (p.top_p < 1.0) {  // the smallest prefix whose mass reaches top_p
+      double cum = 0;
+      int64_t n = 0;
+      while (n < keep) {
+        cum += weights_[size_t(n++)];
+        if (cum >= p.top_p * total) break;
+      }
+      keep = n;
+    }
+  }
+  // The draw among the kept candidates: the race, as on the device (ops::sample_tokens).
+  return ops::race::race_candidates_by(vals[0], float(p.temperature), seed, token_index, ids, keep,
+                                       ids[0], [&](int64_t j) { return vals[j]; });
+}
+
+SampleResult Sampler::sample_candidates(std::span<const std::pair<int32_t, float>> cands,
+                                        std::span<const std::pair<int32_t, float>> lps, int64_t V,
+                                        const SamplingParams& p, uint64_t seed,
+                                        uint64_t token_index) {
+  auto bad = [](const std::string& m) {
+    fail(ErrorKind::kInvalidArgument, "sample_candidates: " + m);
+  };
+  if (p.greedy() || p.has_penalties() || p.top_k <= 0)
+    bad("needs temperature > 0, top_k > 0, no penalties");
+  const int64_t k = std::min<int64_t>(p.top_k, V);
+  if (int64_t(cands.size()) != k) bad("expected min(top_k, V) candidates");
+  const int64_t want_lps = std::min<int64_t>(std::max<int64_t>(k, p.logprobs), V);
+  if (int64_t(lps.size()) < want_lps) bad("expected at least max(top_k, logprobs) logprobs");
+  order_.resize(size_t(k));
+  order_logits_.resize(size_t(k));
+  for (int64_t i = 0; i < k; ++i)
+    order_[size_t(i)] = cands[size_t(i)].first, order_logits_[size_t(i)] = cands[size_t(i)].second;
+  SampleResult r;
+  r.token = draw_sorted(order_.data(), order_logits_.data(), k, p, seed, token_index);
+  // The token's log-softmax value: the list's value at the token's rank among the candidates.
+  // log_softmax(x) = fl(x - lse), one lse per row, is monotone (non-decreasing) in x, so the
+  // i-th largest logprob is the i-th largest logit's, whatever the ids: where rounding merges
+  // distinct logits into one logprob, that order breaks the tie by id and the logit order did
+  // not, so the token itself may be missing from the list, but its value is there.
+  int64_t rank = 0;
+  while (order_[size_t(rank)] != r.token) ++rank;  // the race returns one of the candidates
+  r.logprob = lps[size_t(rank)].second;
+  if (p.logprobs > 0) r.top.assign(lps.begin(), lps.begin() + std::min<int64_t>(p.logprobs, V));
+  return r;
+}
+
 SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams& p, uint64_t seed,
                              uint64_t token_index, std::span<const int32_t> banned,
                              const float* given_logprobs, TokenHistory history) {
@@ -129,31 +190,9 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
     order_.erase(std::remove_if(order_.begin(), order_.end(), [&](int32_t t) { return !allowed(t); }), order_.end());
     keep = int64_t(order_.size());
     if (keep == 0) fail(ErrorKind::kInvalidArgument, "every token is banned at this step");
-    if (p.min_p > 0 || p.top_p < 1.0) {
-      // The filters keep their definitions: probabilities in double over the sorted candidates.
-      const double mx = logits[order_[0]];
-      weights_.resize(size_t(keep));
-      double total = 0;
-      for (int64_t i = 0; i < keep; ++i) total += weights_[i] = std::exp((double(logits[order_[i]]) - mx) / p.temperature);
-      if (p.min_p > 0) {  // drop candidates below min_p times the most likely one (weights_[0] == 1)
-        int64_t n = 0;
-        while (n < keep && weights_[n] >= p.min_p) ++n;
-        keep = std::max<int64_t>(n, 1);
-        total = std::accumulate(weights_.begin(), weights_.begin() + keep, 0.0);
-      }
-      if (p.top_p < 1.0) {  // the smallest prefix whose mass reaches top_p
-        double cum = 0;
-        int64_t n = 0;
-        while (n < keep) {
-          cum += weights_[n++];
-          if (cum >= p.top_p * total) break;
-        }
-        keep = n;
-      }
-    }
-    // The draw among the kept candidates: the race, as on the device (ops::sample_tokens).
-    r.token = ops::race::race_candidates({logits.data(), V, float(p.temperature), seed, token_index},
-                                        order_.data(), keep, order_[0]);
+    order_logits_.resize(size_t(keep));
+    for (int64_t i = 0; i < keep; ++i) order_logits_[size_t(i)] = logits[order_[size_t(i)]];
+    r.token = draw_sorted(order_.data(), order_logits_.data(), keep, p, seed, token_index);
   }
   r.logprob = lp[r.token];
   if (p.logprobs > 0) {  // by (logprob desc, id asc), NaN last: ops::top_logprobs' order

@@ -34,6 +34,11 @@ struct ForwardBatch {
   // ops::sample_tokens (the race of ops/sample_race.h, the host sampler's draw) instead of the
   // argmax; top_k <= ops::kMaxSampleTopK. Ignored for rows with row_top_n < 0.
   std::vector<ops::SampleRow> row_sample;
+  // Per logit row, parallel to logit_rows (empty: every row 0). k > 0 (with row_top_n >= k):
+  // the row's top k tokens by (logit desc, id asc) with their raw logits are returned too
+  // (RowTop::candidates, ops::top_tokens), for the host sampler's top-p / min-p filters without
+  // the vocabulary row (engine::Sampler::sample_candidates). k <= ops::kMaxTopTokens and <= V.
+  std::vector<int> row_candidates;
 
   int num_tokens() const { return int(token_ids.size()); }
   int max_position() const;  // max over positions, +1
@@ -45,6 +50,8 @@ struct RowTop {
   int32_t token = -1;    // argmax of the logits, lowest id on ties; or the row_sample draw
   float logprob = 0.0f;  // its log-softmax value
   std::vector<std::pair<int32_t, float>> top;  // top n (token, logprob) by (logprob desc, id asc)
+  std::vector<std::pair<int32_t, float>>
+      candidates;  // row_candidates: (token, logit) by (logit desc, id asc)
 };
 
 // One layer's paged caches, [num_blocks, block_size, Hkv, Dh] each.

@@ -181,17 +181,22 @@ struct RaceHostRow {
   uint64_t seed, token_index;
 };
 
-inline int32_t race_candidates(const RaceHostRow& r, const int32_t* ids, int64_t n, int32_t best) {
-  const float mx = r.logits[best];
+// The race among ids[0, n) with logit_of(j) the logit of ids[j] and mx the best candidate's
+// logit (`best`: also the answer when every score is NaN). race_candidates reads the logits from
+// the vocabulary row; the host sampler's candidate path (engine/sampler.cc) passes the values
+// ops::top_tokens returned beside the ids instead, so both run this one loop on the same numbers.
+template <class LogitOf>
+inline int32_t race_candidates_by(float mx, float temperature, uint64_t seed, uint64_t token_index,
+                                  const int32_t* ids, int64_t n, int32_t best, LogitOf logit_of) {
   uint64_t top = 0;
   float top_score = -INFINITY;
   int32_t win = best;
   for (int64_t j = 0; j < n; ++j) {
     const int32_t id = ids[j];
-    const float q = race_scaled(r.logits[id], mx, r.temperature);
+    const float q = race_scaled(logit_of(j), mx, temperature);
     if (add(q, kRaceMaxNoise) < top_score) continue;
     uint32_t w[4];
-    race_words(r.seed, r.token_index, uint32_t(id) >> 2, w);
+    race_words(seed, token_index, uint32_t(id) >> 2, w);
     const float v = race_uniform(w[id & 3]);
     if (add(q, race_noise_bound(v)) < top_score) continue;
     const float s = sub(q, race_log(race_exponential(v)));
@@ -199,6 +204,11 @@ inline int32_t race_candidates(const RaceHostRow& r, const int32_t* ids, int64_t
     if (k > top) top = k, top_score = s, win = id;
   }
   return win;
+}
+
+inline int32_t race_candidates(const RaceHostRow& r, const int32_t* ids, int64_t n, int32_t best) {
+  return race_candidates_by(r.logits[best], r.temperature, r.seed, r.token_index, ids, n, best,
+                            [&](int64_t j) { return r.logits[ids[j]]; });
 }
 
 inline int32_t race_row(const RaceHostRow& r, const unsigned char* excluded, int32_t best) {

@@ -1,7 +1,9 @@
 // Temperature rows drawn on the model's device (ForwardBatch::row_sample, ops::sample_tokens)
-// against the host sampler (Sampler::sample on the full logits row), on stories260K (a real
-// vocabulary of 512). On a CPU build the model's device is the CPU ops, so this runs in CI; the
-// CUDA op is held to the CPU op bit for bit by ops/cuda/tests/sample_tokens_cuda_test.cu.
+// and top-k + top-p / min-p rows drawn on the host from the device's candidates
+// (ForwardBatch::row_candidates, Sampler::sample_candidates) against the host sampler
+// (Sampler::sample on the full logits row), on stories260K (a real vocabulary of 512). On a CPU
+// build the model's device is the CPU ops, so this runs in CI; the CUDA op is held to the CPU op
+// bit for bit by ops/cuda/tests/sample_tokens_cuda_test.cu.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -33,6 +35,42 @@ uint32_t bits(float f) {
   std::memcpy(&u, &f, 4);
   return u;
 }
+
+// One prefill of a few prompts on a fresh cache; forward(rows) reruns it with the caller's
+// per-row output settings.
+struct Prefill {
+  model::Model& m = *fx().model;
+  std::vector<std::string> prompts = {"Once upon a time", "The little dog", "She said", "Tom"};
+  model::ForwardBatch b;
+  std::unique_ptr<kv::KvCache> cache;
+  std::vector<model::LayerKv> layers;
+  Prefill() {
+    b.num_seqs = int(prompts.size());
+    int max_len = 0;
+    std::vector<std::vector<int32_t>> toks;
+    for (const auto& p : prompts)
+      toks.push_back(fx().tok->encode(p, true)),
+          max_len = std::max(max_len, int(toks.back().size()));
+    const int bs = 16, blocks = (max_len + bs - 1) / bs;
+    b.max_blocks = blocks;
+    for (int s = 0; s < b.num_seqs; ++s) {
+      for (int j = 0; j < blocks; ++j) b.block_table.push_back(1 + s * blocks + j);
+      for (int p = 0; p < int(toks[size_t(s)].size()); ++p) {
+        b.token_ids.push_back(toks[size_t(s)][size_t(p)]);
+        b.positions.push_back(p);
+        b.token_seq.push_back(s);
+        b.slots.push_back((1 + s * blocks + p / bs) * bs + p % bs);
+      }
+      b.logit_rows.push_back(b.num_tokens() - 1);
+    }
+    cache = std::make_unique<kv::KvCache>(
+        kv::KvCacheShape{int(m.config().num_hidden_layers), 1 + b.num_seqs * blocks, bs,
+                         int(m.kv_cache_heads()), int(m.config().head_dim)},
+        m.context().device, m.kv_dtype());
+    for (int l = 0; l < int(m.config().num_hidden_layers); ++l)
+      layers.push_back({cache->k(l), cache->v(l)});
+  }
+};
 
 }  // namespace
 
@@ -149,4 +187,132 @@ TEST(DeviceSampler, EngineDeviceSamplingEqualsHostSampler) {
       }
     }
   EXPECT_NE(device.at("0").at(0).token_ids, device.at("2").at(0).token_ids);
+}
+
+// Candidate rows (ForwardBatch::row_candidates) in a mixed forward beside a full row and a
+// device-drawn row: Sampler::sample_candidates on the RowTop equals Sampler::sample on the full
+// rows, for top_k {1, 5, 20, 32} x top_p {1, 0.95, 0.5} x min_p {0, 0.1}, logprobs 0 and 5.
+TEST(DeviceSampler, CandidateRowsEqualSamplerOnTheFullRow) {
+  Prefill pf;
+  model::Model& m = pf.m;
+  const int64_t V = m.config().vocab_size;
+  std::vector<float> logits, lps;
+  std::vector<model::RowTop> tops;
+  m.forward(pf.b, pf.layers, logits, &lps);  // full rows: the host sampler's input
+  const std::vector<float> full_logits = logits, full_lps = lps;
+  Sampler host, cand;
+  int draws = 0, cut = 0;  // cut: draws whose top_p / min_p kept fewer than the k candidates
+  for (int k : {1, 5, 20, 32})
+    for (double top_p : {1.0, 0.95, 0.5})
+      for (double min_p : {0.0, 0.1})
+        for (int n_lp : {0, 5})
+          for (uint64_t idx : {0u, 7u}) {
+            SamplingParams p;
+            p.temperature = idx ? 1.0 : 0.6;
+            p.top_k = k, p.top_p = top_p, p.min_p = min_p, p.logprobs = n_lp;
+            const int mtop = std::max(k, n_lp);
+            // Rows 0 and 2: candidates; row 1: full; row 3: drawn on the device (top_k 5).
+            pf.b.row_top_n = {mtop, -1, mtop, 3};
+            pf.b.row_candidates = {k, 0, k, 0};
+            pf.b.row_sample = {{}, {}, {}, {1.0f, 5, 99, idx}};
+            m.forward(pf.b, pf.layers, logits, &lps, &tops);
+            ASSERT_EQ(0, std::memcmp(logits.data() + V, full_logits.data() + V, size_t(V) * 4));
+            for (int s : {0, 2}) {
+              const model::RowTop& t = tops[size_t(s)];
+              ASSERT_EQ(int(t.candidates.size()), k);
+              ASSERT_EQ(int(t.top.size()), mtop);
+              const SampleResult d =
+                  cand.sample_candidates(t.candidates, t.top, V, p, uint64_t(50 + s), idx);
+              const SampleResult h =
+                  host.sample({full_logits.data() + size_t(s) * size_t(V), size_t(V)}, p,
+                              uint64_t(50 + s), idx, {}, full_lps.data() + size_t(s) * size_t(V));
+              ASSERT_EQ(d.token, h.token)
+                  << "k=" << k << " top_p=" << top_p << " min_p=" << min_p << " row " << s;
+              EXPECT_EQ(bits(d.logprob), bits(h.logprob));
+              EXPECT_EQ(d.top, h.top);
+              ++draws;
+              std::map<int32_t, int> seen;  // the kept candidates, as the support of 200 draws
+              for (uint64_t j = 0; j < 200 && (top_p < 1.0 || min_p > 0.0); ++j)
+                ++seen[cand.sample_candidates(t.candidates, t.top, V, p, 1, j).token];
+              if (!seen.empty() && int(seen.size()) < k) ++cut;
+            }
+            SamplingParams p3;
+            p3.temperature = 1.0, p3.top_k = 5, p3.logprobs = 3;
+            const SampleResult h3 = host.sample({full_logits.data() + 3 * size_t(V), size_t(V)}, p3,
+                                                99, idx, {}, full_lps.data() + 3 * size_t(V));
+            EXPECT_EQ(tops[3].token, h3.token);
+            EXPECT_EQ(bits(tops[3].logprob), bits(h3.logprob));
+            EXPECT_EQ(tops[3].top, h3.top);
+          }
+  EXPECT_EQ(draws, 4 * 3 * 2 * 2 * 2 * 2);
+  EXPECT_GT(cut, 20);  // the filters really cut inside the candidates
+}
+
+// The engine with candidate rows (device_greedy on) and with every row on the host sampler
+// (off) gives the same tokens and logprob bits for the top_k x top_p x min_p grid, logprobs 0
+// and 5 and none, beside greedy rows, device-drawn rows and rows the host must take whole
+// (top_p with top_k off, top_k 40 + top_p, a penalty, min_tokens).
+TEST(DeviceSampler, EngineCandidateRowsEqualHostSampler) {
+  struct Spec {
+    double T, top_p, min_p;
+    int top_k, logprobs;
+  };
+  std::vector<Spec> specs;
+  int i = 0;
+  for (int k : {1, 5, 20, 32})
+    for (double top_p : {1.0, 0.95, 0.5})
+      for (double min_p : {0.0, 0.1})
+        specs.push_back(
+            {i % 3 ? 0.6 : 1.0, top_p, min_p, k, std::vector<int>{0, 5, -1}[size_t(i++ % 3)]});
+  specs.push_back({0.0, 1.0, 0.0, 0, 2});    // greedy
+  specs.push_back({1.0, 1.0, 0.0, 0, 5});    // plain temperature (device draw)
+  specs.push_back({0.6, 0.95, 0.0, 0, 5});   // top_p without top_k: the full row on the host
+  specs.push_back({0.6, 0.95, 0.0, 40, 1});  // top_k above 32: the full row on the host
+  auto run_all = [&](bool device) {
+    EngineConfig c;
+    c.device_greedy = device;
+    c.eos_ids = {fx().tok->eos_id().value_or(2)};
+    Engine e(*fx().model, fx().tok.get(), c);
+    for (size_t j = 0; j < specs.size() + 2; ++j) {
+      RequestSpec r;
+      r.id = std::to_string(j);
+      r.prompt = fx().tok->encode(j % 2 ? "Once upon a time" : "The little dog", true);
+      r.params.max_tokens = 20;
+      r.params.ignore_eos = j % 4 == 0;
+      r.params.seed = uint64_t(70 + j);
+      const Spec sp =
+          j < specs.size() ? specs[j] : Spec{0.6, 0.95, 0.0, 20, 5};  // Qwen3's defaults
+      r.params.temperature = sp.T, r.params.top_p = sp.top_p, r.params.min_p = sp.min_p;
+      r.params.top_k = sp.top_k, r.params.logprobs = sp.logprobs;
+      if (j == specs.size()) r.params.repetition_penalty = 1.2;  // host
+      if (j == specs.size() + 1)
+        r.params.min_tokens = 6;  // EOS banned first: host, then candidates
+      e.add_request(r);
+    }
+    std::map<std::string, SampleDelta> acc;
+    while (e.has_unfinished())
+      for (auto& ro : e.step())
+        for (auto& d : ro.samples) {
+          SampleDelta& s = acc[ro.id];
+          s.token_ids.insert(s.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
+          s.logprobs.insert(s.logprobs.end(), d.logprobs.begin(), d.logprobs.end());
+        }
+    return acc;
+  };
+  auto device = run_all(true), host = run_all(false);
+  ASSERT_EQ(device.size(), specs.size() + 2);
+  int differ_from_greedy = 0;
+  for (auto& [id, d] : device) {
+    const SampleDelta& h = host.at(id);
+    EXPECT_EQ(d.token_ids, h.token_ids) << id;
+    ASSERT_EQ(d.logprobs.size(), h.logprobs.size()) << id;
+    for (size_t j = 0; j < d.logprobs.size(); ++j) {
+      EXPECT_EQ(d.logprobs[j].token, h.logprobs[j].token);
+      EXPECT_EQ(bits(d.logprobs[j].logprob), bits(h.logprobs[j].logprob)) << id << " " << j;
+      EXPECT_EQ(d.logprobs[j].top, h.logprobs[j].top) << id << " " << j;
+      if (!d.logprobs[j].top.empty() && d.logprobs[j].token != d.logprobs[j].top[0].first)
+        ++differ_from_greedy;
+    }
+  }
+  EXPECT_GT(differ_from_greedy, 10);  // the candidate rows really sample
 }

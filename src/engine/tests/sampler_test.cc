@@ -227,3 +227,131 @@ TEST(Sampler, EqualsTheSampleTokensOp) {
     EXPECT_EQ(std::memcmp(&lpv, &h.logprob, 4), 0) << "trial " << trial;
   }
 }
+
+namespace {
+
+using Pairs = std::vector<std::pair<int32_t, float>>;
+
+// ops::top_tokens / ops::top_logprobs of one row (CPU): what the model's device returns for a
+// candidate row (model::RowTop::candidates and ::top).
+Pairs top_of(std::vector<float>& row, int n, bool logprobs) {
+  const int64_t V = int64_t(row.size());
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  std::vector<float> vals(static_cast<size_t>(n));
+  bitexact::ops::ExecContext ctx;
+  bitexact::Tensor x = bitexact::Tensor::view(row.data(), bitexact::DType::kF32, {1, V});
+  bitexact::Tensor it = bitexact::Tensor::view(ids.data(), bitexact::DType::kI32, {1, n});
+  bitexact::Tensor vt = bitexact::Tensor::view(vals.data(), bitexact::DType::kF32, {1, n});
+  if (logprobs)
+    bitexact::ops::top_logprobs(ctx, x, it, vt);
+  else
+    bitexact::ops::top_tokens(ctx, x, it, vt);
+  Pairs out;
+  for (int i = 0; i < n; ++i) out.emplace_back(ids[size_t(i)], vals[size_t(i)]);
+  return out;
+}
+
+// Ways the candidate path could go wrong, to show the equality test catches each.
+enum class Perturb { kNone, kTieOrder, kLogprobById, kOneFewer };
+
+// Rows of three kinds: normal logits, logits on a coarse grid (many exact ties, as bf16 logits
+// have), and many tiny distinct logits whose log-softmax values merge in rounding (so the
+// logprob order breaks their ties by id, unlike the logit order). Returns the number of draws
+// where sample_candidates (from top_tokens / top_logprobs) differs from sample (on the row) in
+// token, logprob bits or top logprobs; *not_listed counts draws whose token is not in the logprob
+// list by id (its value is, at the token's rank: see Sampler::sample_candidates).
+int candidate_mismatches(Perturb perturb, int* not_listed = nullptr, int* draws = nullptr) {
+  const int64_t V = 3001;
+  std::mt19937 g(21);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  Sampler full, cand;
+  bitexact::ops::ExecContext ctx;
+  int bad = 0;
+  for (int trial = 0; trial < 12; ++trial) {
+    std::vector<float> row(static_cast<size_t>(V)), lp(static_cast<size_t>(V));
+    for (float& x : row) x = nd(g);
+    if (trial % 3 == 1)
+      for (float& x : row) x = std::round(x * 2.0f) / 2.0f;  // ties
+    if (trial % 3 == 2)
+      for (int64_t i = 0; i < V; ++i)
+        row[size_t(i)] = i % 7 == 0 ? float(g() % 1000) * 1e-9f : -1.0f + nd(g) * 0.01f;
+    bitexact::Tensor x = bitexact::Tensor::view(row.data(), bitexact::DType::kF32, {1, V});
+    bitexact::Tensor lpt = bitexact::Tensor::view(lp.data(), bitexact::DType::kF32, {1, V});
+    bitexact::ops::log_softmax(ctx, x, lpt);
+    for (int k : {1, 5, 20, 32})
+      for (double top_p : {1.0, 0.95, 0.5})
+        for (double min_p : {0.0, 0.1})
+          for (int n_lp : {0, 5})
+            for (uint64_t idx = 0; idx < 6; ++idx) {
+              SamplingParams p;
+              p.temperature = std::vector<double>{0.6, 1.0, 1.7}[idx % 3];
+              p.top_k = k;
+              p.top_p = top_p;
+              p.min_p = min_p;
+              p.logprobs = n_lp;
+              const uint64_t seed = 1000 + uint64_t(trial);
+              const SampleResult h = full.sample(row, p, seed, idx, {}, lp.data());
+              const int m = std::max(k, n_lp);
+              const bool shift = perturb == Perturb::kOneFewer && k < bitexact::ops::kMaxTopTokens;
+              Pairs c = top_of(row, shift ? k + 1 : k, false);
+              if (shift) c.erase(c.begin());      // off by one: the 2nd to (k+1)th
+              if (perturb == Perturb::kTieOrder)  // ties by id descending
+                std::stable_sort(c.begin(), c.end(), [](auto& a, auto& b) {
+                  return a.second > b.second || (a.second == b.second && a.first > b.first);
+                });
+              const Pairs l = top_of(row, m, true);
+              SampleResult d = cand.sample_candidates(c, l, V, p, seed, idx);
+              if (perturb == Perturb::kLogprobById) {  // looked up by id: missing after merged ties
+                d.logprob = -INFINITY;
+                for (auto& e : l)
+                  if (e.first == d.token) d.logprob = e.second;
+              }
+              bool in_list = false;
+              for (auto& e : l) in_list = in_list || e.first == h.token;
+              if (not_listed && !in_list) ++*not_listed;
+              if (draws) ++*draws;
+              if (d.token != h.token || std::memcmp(&d.logprob, &h.logprob, 4) != 0 ||
+                  d.top != h.top)
+                ++bad;
+            }
+  }
+  return bad;
+}
+
+}  // namespace
+
+// A top-k row with top-p / min-p drawn from its top-k candidates and top logprobs alone
+// (Sampler::sample_candidates, the device-candidate path) equals Sampler::sample on the whole
+// row, bit for bit: top_k {1, 5, 20, 32} x top_p {1, 0.95, 0.5} x min_p {0, 0.1}, logprobs 0 / 5,
+// on rows with ties and with log-softmax values merged by rounding.
+TEST(Sampler, CandidatesEqualTheFullRow) {
+  int not_listed = 0, draws = 0;
+  EXPECT_EQ(candidate_mismatches(Perturb::kNone, &not_listed, &draws), 0);
+  EXPECT_EQ(draws, 12 * 4 * 3 * 2 * 2 * 6);
+  EXPECT_GT(not_listed, 20);  // the merged-logprob rows really defeat a lookup by id
+}
+
+// The comparison above fails for each plausible fault of the candidate path.
+TEST(Sampler, CandidatesPerturbedDiffer) {
+  EXPECT_GT(candidate_mismatches(Perturb::kTieOrder), 0);
+  EXPECT_GT(candidate_mismatches(Perturb::kLogprobById), 0);
+  EXPECT_GT(candidate_mismatches(Perturb::kOneFewer), 0);
+}
+
+TEST(Sampler, CandidatesRejectBadInput) {
+  Sampler s;
+  SamplingParams p;
+  p.top_k = 3;
+  p.top_p = 0.9;
+  const Pairs c = {{4, 2.0f}, {1, 1.0f}, {2, 0.5f}}, l = {{4, -0.5f}, {1, -1.5f}, {2, -2.0f}};
+  EXPECT_NO_THROW(s.sample_candidates(c, l, 10, p, 1, 0));
+  EXPECT_THROW(s.sample_candidates({c.begin(), c.begin() + 2}, l, 10, p, 1, 0),
+               bitexact::Error);  // < top_k
+  EXPECT_THROW(s.sample_candidates(c, {l.begin(), l.begin() + 2}, 10, p, 1, 0),
+               bitexact::Error);  // < k logprobs
+  p.logprobs = 4;
+  EXPECT_THROW(s.sample_candidates(c, l, 10, p, 1, 0), bitexact::Error);  // < logprobs
+  p.logprobs = 0;
+  p.temperature = 0;
+  EXPECT_THROW(s.sample_candidates(c, l, 10, p, 1, 0), bitexact::Error);  // greedy: not this path
+}
