@@ -17,7 +17,12 @@ using Clock = std::chrono::steady_clock;
 RequestChannel::State RequestChannel::wait_admitted() {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return state_ != State::kPending; });
-  return state_;
+  return accepted_ ? State::kAccepted : state_;
+}
+
+bool RequestChannel::failed() const {
+  std::lock_guard lock(mu_);
+  return state_ == State::kFailed;
 }
 
 bool RequestChannel::pop(std::vector<engine::RequestOutput>& out,
@@ -50,7 +55,7 @@ std::string RequestChannel::error_message() const {
 void RequestChannel::accept() {
   {
     std::lock_guard lock(mu_);
-    if (state_ == State::kPending) state_ = State::kAccepted;
+    if (state_ == State::kPending) state_ = State::kAccepted, accepted_ = true;
   }
   cv_.notify_all();
 }

@@ -28,8 +28,10 @@ class RequestChannel {
   explicit RequestChannel(int num_requests) : remaining_(num_requests) {}
 
   enum class State { kPending, kAccepted, kFailed };
-  // Blocks until the engine thread has added (or refused) the requests.
+  // Blocks until the engine thread has added (or refused) the requests; returns that outcome
+  // (kAccepted even if the requests failed later: failed() tells that).
   State wait_admitted();
+  bool failed() const;       // refused, or failed after being accepted (engine error, shutdown)
   // Moves queued outputs into `out`; waits up to `timeout` for one. False when nothing came.
   bool pop(std::vector<engine::RequestOutput>& out, std::chrono::milliseconds timeout);
   bool finished() const;     // every request finished, or the channel failed
@@ -45,6 +47,7 @@ class RequestChannel {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   State state_ = State::kPending;
+  bool accepted_ = false;  // accept() ran: a later fail() is not a refusal
   int remaining_;
   int error_status_ = 0;
   std::string error_message_;

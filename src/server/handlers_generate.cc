@@ -86,7 +86,7 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
         }
       }
     }
-    if (st->channel->wait_admitted() == RequestChannel::State::kFailed)
+    if (st->channel->failed())
       throw ApiError(st->channel->error_status(), st->channel->error_message());
     res.set_content(dump(st->builder->final_body()), "application/json");
     return;
@@ -107,7 +107,7 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
           for (const auto& o : outs)
             for (const json& c : st->builder->add(o, st->prompt_of.at(o.id))) payload += sse(c);
           if (st->channel->finished()) {
-            if (st->channel->wait_admitted() == RequestChannel::State::kFailed) {
+            if (st->channel->failed()) {
               // Mid-stream failure (engine error, shutdown): the status is sent already, so the
               // error goes in the stream, as vLLM does.
               payload += sse(error_body(st->channel->error_status(), st->channel->error_message()));
