@@ -149,7 +149,11 @@ __device__ __forceinline__ void subtile_scores(const uint32_t (&qf)[DH / 16][4],
 
 // Scores -> probabilities in place; sets out.m, out.l and zeroes out.o (ready for P V).
 // last[h]: the last key position row h may see (-1: none).
-template <int DH>
+// kTreeMax: the row max as a balanced tree of fmaxf (4 deep instead of a 16-long chain), with the
+// same -inf leaf. The same value: fmaxf is exact, ignores a NaN operand, and the max of a set
+// does not depend on the order (only the sign of a zero max may, which never reaches the output:
+// it enters only as s - max and merge_coeffs' differences, under exp2).
+template <int DH, bool kTreeMax = false>
 __device__ __forceinline__ void subtile_softmax(float (&s)[kSubKeys / 8][4], int key0,
                                                 const int (&last)[2], float scale_log2,
                                                 Partial<DH>& out) {
@@ -165,8 +169,16 @@ __device__ __forceinline__ void subtile_softmax(float (&s)[kSubKeys / 8][4], int
         float v = __fmul_rn(s[n][2 * h + e], scale_log2);
         v = key <= last[h] ? v : -INFINITY;
         s[n][2 * h + e] = v;
-        mx = fmaxf(mx, v);
+        if constexpr (!kTreeMax) mx = fmaxf(mx, v);
       }
+    }
+    if constexpr (kTreeMax) {
+      float m4[kSubKeys / 16];
+#pragma unroll
+      for (int j = 0; j < kSubKeys / 16; ++j)
+        m4[j] = fmaxf(fmaxf(s[2 * j][2 * h], s[2 * j][2 * h + 1]),
+                      fmaxf(s[2 * j + 1][2 * h], s[2 * j + 1][2 * h + 1]));
+      mx = fmaxf(mx, fmaxf(fmaxf(m4[0], m4[1]), fmaxf(m4[2], m4[3])));
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));

@@ -264,6 +264,53 @@ TEST_F(CudaAttention, DecodeVariantsGiveFusedBits) {
   }
 }
 
+// Scores spread wide (q scaled by 16, 64, 256: exact in bf16), so that sub-tiles have exponents
+// s - max both above and below -126 (where exp2f takes its scaled path, with denormal results) and
+// row maxima far from the other scores: the wgmma grid (tree row max) must still give the fused
+// grid's bits. The host counts (row, sub-tile) pairs on either side of -126 to show that both
+// cases occur.
+TEST_F(CudaAttention, WgmmaWideScoresGiveFusedBits) {
+  const uint64_t seed = test_seed("attention wgmma wide scores");
+  for (float factor : {16.0f, 64.0f, 256.0f}) {
+    World w(seed, {1, 64, 200, 700, 1300}, 32, 8, 128, 16);
+    for (float& x : w.q) x *= factor;
+    w.gq = upload(w.q, DType::kBF16, {w.total, w.hq, w.dh});
+    // Rows x full sub-tiles whose smallest exponent is below -126, and those not (host, f64).
+    const double scale_log2 = 1.4426950408889634 / std::sqrt(double(w.dh));
+    constexpr int64_t kSub = 64;  // keys per sub-tile
+    int64_t below = 0, above = 0;
+    for (int64_t s = 0; s < w.nseq; ++s)
+      for (int64_t p = 0; p < w.len[s]; p += 37)
+        for (int64_t key0 = 0; key0 + kSub <= p + 1; key0 += kSub) {
+          double mx = -1e300, mn = 1e300;
+          for (int64_t k = key0; k < key0 + kSub; ++k) {
+            double d = 0;
+            for (int64_t i = 0; i < w.dh; ++i)
+              d += double(w.q[((w.first[s] + p) * w.hq) * w.dh + i]) *
+                   double(w.k[((w.first[s] + k) * w.hkv) * w.dh + i]);
+            mx = std::max(mx, d * scale_log2), mn = std::min(mn, d * scale_log2);
+          }
+          (mn - mx < -126.0 ? below : above) += 1;
+        }
+    std::printf("factor %.0f: %lld (row, sub-tile) pairs with an exponent below -126, %lld not\n",
+                factor, (long long)below, (long long)above);
+    if (factor == 64.0f) {
+      EXPECT_GT(below, 0);
+      EXPECT_GT(above, 0);
+    }
+    std::vector<Tok> toks;
+    for (int64_t s = 0; s < w.nseq; ++s) {
+      auto t = seq_tokens(w, s, 0, w.len[s]);
+      toks.insert(toks.end(), t.begin(), t.end());
+    }
+    set_attention_path(AttentionPath::kFused);
+    const Bytes ref = run(w, toks, w.gkc.t, w.gvc.t);
+    set_attention_path(AttentionPath::kWgmma);
+    EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref)) << "wgmma grid, q x " << factor;
+    reset();
+  }
+}
+
 // 64 sequences of mixed lengths (a few long ones across many chunks).
 std::vector<int64_t> mixed_lengths(uint64_t seed) {
   std::mt19937_64 rng(seed);
