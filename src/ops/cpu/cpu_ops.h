@@ -2,6 +2,8 @@
 // the shapes were checked. See ops.h for each op's contract.
 #pragma once
 
+#include <vector>
+
 #include "ops/ops.h"
 
 namespace bitexact::ops::cpu {
@@ -27,6 +29,9 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out);
 void sum_partials(const ExecContext& ctx, const Tensor& partials, Tensor& out);
 void top_tokens(const ExecContext& ctx, const Tensor& x, Tensor& ids, Tensor& vals);
 void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals);
+// logits [R, V] as f32 rows: itself when f32, else bf16 widened into `storage` (the CPU backend's
+// activations are f32; the logits of a CUDA-shaped caller may be bf16).
+Tensor f32_rows(const Tensor& logits, std::vector<float>& storage);
 void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& params, Tensor& ids,
                    Tensor& logprobs, int max_top_k);
 void moe_route(const ExecContext& ctx, const Tensor& router_logits, bool norm_topk_prob,

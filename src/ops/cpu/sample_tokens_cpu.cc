@@ -15,16 +15,9 @@ void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& p
                    Tensor& logprobs, int /*max_top_k: checked by dispatch; sizes nothing here*/) {
   const int64_t R = logits.dim(0), V = logits.dim(1);
   if (R == 0) return;
-  // f32 rows (bf16 logits widened: the CPU backend's activations are f32) and their log-softmax.
+  // f32 rows and their log-softmax.
   std::vector<float> f32;
-  Tensor x = logits;
-  if (logits.dtype == DType::kBF16) {
-    f32.resize(size_t(R * V));
-    for (int64_t r = 0; r < R; ++r)
-      for (int64_t i = 0; i < V; ++i)
-        f32[size_t(r * V + i)] = bf16_to_f32(logits.ptr<uint16_t>()[r * logits.stride[0] + i]);
-    x = Tensor::view(f32.data(), DType::kF32, {R, V});
-  }
+  const Tensor x = f32_rows(logits, f32);
   std::vector<float> lp(size_t(R * V));
   Tensor lpt = Tensor::view(lp.data(), DType::kF32, {R, V});
   cpu::log_softmax(ctx, x, lpt);

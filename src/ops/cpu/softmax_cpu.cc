@@ -28,20 +28,21 @@ void log_softmax(const ExecContext& ctx, const Tensor& logits, Tensor& out) {
   });
 }
 
+Tensor f32_rows(const Tensor& logits, std::vector<float>& storage) {
+  if (logits.dtype != DType::kBF16) return logits;
+  const int64_t R = logits.dim(0), V = logits.dim(1);
+  storage.resize(size_t(R * V));
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t i = 0; i < V; ++i)
+      storage[size_t(r * V + i)] = bf16_to_f32(logits.ptr<uint16_t>()[r * logits.stride[0] + i]);
+  return Tensor::view(storage.data(), DType::kF32, {R, V});
+}
+
 void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Tensor& vals) {
   const int64_t R = logits.dim(0), V = logits.dim(1);
-  std::vector<float> f32;  // bf16 logits widened (the CPU backend's activations are f32)
-  Tensor x = logits;
-  if (logits.dtype == DType::kBF16) {
-    f32.resize(size_t(R * V));
-    for (int64_t r = 0; r < R; ++r)
-      for (int64_t i = 0; i < V; ++i)
-        f32[size_t(r * V + i)] = bf16_to_f32(logits.ptr<uint16_t>()[r * logits.stride[0] + i]);
-    x = Tensor::view(f32.data(), DType::kF32, {R, V});
-  }
-  std::vector<float> lp(size_t(R * V));
+  std::vector<float> f32, lp(size_t(R * V));
   Tensor lpt = Tensor::view(lp.data(), DType::kF32, {R, V});
-  cpu::log_softmax(ctx, x, lpt);
+  cpu::log_softmax(ctx, f32_rows(logits, f32), lpt);
   cpu::top_tokens(ctx, lpt, ids, vals);
 }
 
