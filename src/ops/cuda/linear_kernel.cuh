@@ -266,7 +266,8 @@ __global__ void __launch_bounds__(WM* WN * 32)
 
   // Fragment element e of mma tile (i, j) sits at row r0 + (e >> 1) * 8, columns c0, c0 + 1.
   const int r_base = m0 + wm * TM + (lane >> 2), c_base = n0 + wn * TN + (lane & 3) * 2;
-  if constexpr (!SPLIT) {
+  // y = bf16 of the folded fragments, value(i, j, e) being element e of mma tile (i, j).
+  auto store_y = [&](auto value) {
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -276,8 +277,11 @@ __global__ void __launch_bounds__(WM* WN * 32)
           int r = r_base + i * 16 + h * 8, c = c_base + j * 8;
           if (r < p.M && c < p.N)
             *reinterpret_cast<__nv_bfloat162*>(p.y + int64_t(r) * p.ldy + c) =
-                __floats2bfloat162_rn(out_at(i, j, 2 * h), out_at(i, j, 2 * h + 1));
+                __floats2bfloat162_rn(value(i, j, 2 * h), value(i, j, 2 * h + 1));
         }
+  };
+  if constexpr (!SPLIT) {
+    store_y([&](int i, int j, int e) { return out_at(i, j, e); });
   } else if constexpr (CLUSTER) {
     // Chunk c = blockIdx.y = the CTA's rank in the cluster. Each thread's fragment is parked at
     // park[slot][element][thread] (consecutive threads: no bank conflicts), slot c - 1 of chunk
@@ -309,17 +313,7 @@ __global__ void __launch_bounds__(WM* WN * 32)
           for (int e = 0; e < 4; ++e)
             acc[i][j][e] = __fadd_rn(acc[i][j][e], src[((i * NI + j) * 4 + e) * kThreads]);
     }
-#pragma unroll
-    for (int i = 0; i < MI; ++i)
-#pragma unroll
-      for (int j = 0; j < NI; ++j)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          int r = r_base + i * 16 + h * 8, c = c_base + j * 8;
-          if (r < p.M && c < p.N)
-            *reinterpret_cast<__nv_bfloat162*>(p.y + int64_t(r) * p.ldy + c) =
-                __floats2bfloat162_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
-        }
+    store_y([&](int i, int j, int e) { return acc[i][j][e]; });
   } else {
     // 1. Publish this chunk's partial.
     const int64_t mn = int64_t(p.M) * p.N;
