@@ -10,6 +10,7 @@
 #include <map>
 
 #include "engine/engine.h"
+#include "engine/tests/stories_fixture.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
@@ -19,16 +20,8 @@ using namespace bitexact::engine;
 
 namespace {
 
-const std::string kStories = std::string(BITEXACT_SHARED_DIR) + "/models/stories260K.gguf";
-
-struct Fixture {
-  std::unique_ptr<model::Model> model = model::Model::load(kStories, {});
-  std::unique_ptr<tok::Tokenizer> tok = tok::load_tokenizer(kStories);
-};
-Fixture& fx() {
-  static Fixture f;
-  return f;
-}
+using test::fx;
+using test::kStories;
 
 uint32_t bits(float f) {
   uint32_t u;
@@ -77,31 +70,12 @@ struct Prefill {
 // One forward of a few prompts: the rows' RowTop from the device draw equals Sampler::sample on
 // the same rows' full logits and log-softmax (from a forward with row_top_n = -1).
 TEST(DeviceSampler, RowTopEqualsSamplerOnTheFullRow) {
-  model::Model& m = *fx().model;
+  Prefill pf;
+  model::Model& m = pf.m;
+  model::ForwardBatch& b = pf.b;
+  const std::vector<std::string>& prompts = pf.prompts;
+  std::vector<model::LayerKv>& layers = pf.layers;
   const int64_t V = m.config().vocab_size;
-  const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "She said", "Tom"};
-  model::ForwardBatch b;
-  b.num_seqs = int(prompts.size());
-  int max_len = 0;
-  std::vector<std::vector<int32_t>> toks;
-  for (const auto& p : prompts) toks.push_back(fx().tok->encode(p, true)), max_len = std::max(max_len, int(toks.back().size()));
-  const int bs = 16, blocks = (max_len + bs - 1) / bs;
-  b.max_blocks = blocks;
-  for (int s = 0; s < b.num_seqs; ++s) {
-    for (int j = 0; j < blocks; ++j) b.block_table.push_back(1 + s * blocks + j);
-    for (int p = 0; p < int(toks[size_t(s)].size()); ++p) {
-      b.token_ids.push_back(toks[size_t(s)][size_t(p)]);
-      b.positions.push_back(p);
-      b.token_seq.push_back(s);
-      b.slots.push_back((1 + s * blocks + p / bs) * bs + p % bs);
-    }
-    b.logit_rows.push_back(b.num_tokens() - 1);
-  }
-  kv::KvCache cache({int(m.config().num_hidden_layers), 1 + b.num_seqs * blocks, bs, int(m.kv_cache_heads()),
-                     int(m.config().head_dim)},
-                    m.context().device, m.kv_dtype());
-  std::vector<model::LayerKv> layers;
-  for (int l = 0; l < int(m.config().num_hidden_layers); ++l) layers.push_back({cache.k(l), cache.v(l)});
   std::vector<float> logits, lps;
   std::vector<model::RowTop> tops;
   m.forward(b, layers, logits, &lps);  // full rows: the host sampler's input

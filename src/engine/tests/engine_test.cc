@@ -9,22 +9,15 @@
 
 #include "core/error.h"
 #include "engine/engine.h"
+#include "engine/tests/stories_fixture.h"
 
 using namespace bitexact;
 using namespace bitexact::engine;
 
 namespace {
 
-const std::string kStories = std::string(BITEXACT_SHARED_DIR) + "/models/stories260K.gguf";
-
-struct Fixture {
-  std::unique_ptr<model::Model> model = model::Model::load(kStories, {});
-  std::unique_ptr<tok::Tokenizer> tok = tok::load_tokenizer(kStories);
-};
-Fixture& fx() {
-  static Fixture f;
-  return f;
-}
+using test::fx;
+using test::kStories;
 
 struct Out {
   std::vector<SampleDelta> samples;  // accumulated per sample
