@@ -263,15 +263,7 @@ TEST(DeviceSampler, EngineCandidateRowsEqualHostSampler) {
         r.params.min_tokens = 6;  // EOS banned first: host, then candidates
       e.add_request(r);
     }
-    std::map<std::string, SampleDelta> acc;
-    while (e.has_unfinished())
-      for (auto& ro : e.step())
-        for (auto& d : ro.samples) {
-          SampleDelta& s = acc[ro.id];
-          s.token_ids.insert(s.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
-          s.logprobs.insert(s.logprobs.end(), d.logprobs.begin(), d.logprobs.end());
-        }
-    return acc;
+    return test::run_to_end(e);
   };
   auto device = run_all(true), host = run_all(false);
   ASSERT_EQ(device.size(), specs.size() + 2);

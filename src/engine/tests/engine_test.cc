@@ -214,15 +214,7 @@ TEST(Engine, DeviceGreedyEqualsHostSampler) {
       if (i == 5) r.params.temperature = 0.8, r.params.seed = 9;
       e.add_request(r);
     }
-    std::map<std::string, SampleDelta> acc;
-    while (e.has_unfinished())
-      for (auto& ro : e.step())
-        for (auto& d : ro.samples) {
-          SampleDelta& s = acc[ro.id];
-          s.token_ids.insert(s.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
-          s.logprobs.insert(s.logprobs.end(), d.logprobs.begin(), d.logprobs.end());
-        }
-    return acc;
+    return test::run_to_end(e);
   };
   auto device = run_all(true), host = run_all(false);
   ASSERT_EQ(device.size(), 6u);
