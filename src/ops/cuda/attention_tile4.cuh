@@ -16,6 +16,7 @@
 #pragma once
 
 #include "ops/cuda/attention_decode.cuh"
+#include "ops/cuda/cluster.cuh"
 
 namespace bitexact::ops::cuda::attn {
 
@@ -24,29 +25,6 @@ namespace bitexact::ops::cuda::attn {
 template <int DH>
 __host__ __device__ constexpr int tile4_smem_bytes(int group) {
   return 2 * kSubKeys * (DH + kPad) * 2 + kSubKeys * 16 * 4 + 4 * park_floats<DH>(group) * 4;
-}
-
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void cluster_arrive_release() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() {
-  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-// The address of `p` (in this CTA's shared memory) in CTA 0 of the cluster.
-__device__ __forceinline__ uint32_t map_to_rank0(const void* p) {
-  uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n" : "=r"(r) : "r"(smem_addr(p)));
-  return r;
-}
-__device__ __forceinline__ void st_cluster_f2(uint32_t addr, float x, float y) {
-  asm volatile("st.shared::cluster.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(x), "f"(y)
-               : "memory");
-}
-__device__ __forceinline__ void st_cluster_f(uint32_t addr, float x) {
-  asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(addr), "f"(x) : "memory");
 }
 
 // blockIdx.x = rank + 4 * (chunk + a.max_units * (kvh + hkv * token)); clusters of 4 CTAs.

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cstdint>
 
+#include "ops/cuda/cluster.cuh"
 #include "ops/cuda/last_arrival.cuh"
 #include "ops/cuda/pdl.cuh"
 
@@ -37,24 +38,6 @@ struct LinearParams {
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// Thread-block cluster helpers (the CLUSTER fold): a full barrier of the cluster's threads with
-// release / acquire semantics for shared::cluster memory, the address of `p` in rank 0's shared
-// memory, and a store there.
-__device__ __forceinline__ void cluster_sync_all() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ uint32_t cluster_map_rank0(const void* p) {
-  uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n"
-               : "=r"(r)
-               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(p))));
-  return r;
-}
-__device__ __forceinline__ void cluster_store_f32(uint32_t addr, float v) {
-  asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(addr), "f"(v) : "memory");
 }
 
 // 16-byte async copy; src_bytes = 0 writes zeros (K tail, rows past M or N).
@@ -289,18 +272,20 @@ __global__ void __launch_bounds__(WM* WN * 32)
     constexpr int kElems = MI * NI * 4;
     const int chunk = blockIdx.y;
     float* park = reinterpret_cast<float*>(smem);
-    cluster_sync_all();  // 1: every CTA is past its last mma: chunk 0's stages are free
+    cluster_arrive_release();  // 1: every CTA is past its last mma: chunk 0's stages are free
+    cluster_wait();
     if (chunk > 0) {
-      const uint32_t slot = cluster_map_rank0(park + (chunk - 1) * kElems * kThreads + threadIdx.x);
+      const uint32_t slot = map_to_rank0(park + (chunk - 1) * kElems * kThreads + threadIdx.x);
 #pragma unroll
       for (int i = 0; i < MI; ++i)
 #pragma unroll
         for (int j = 0; j < NI; ++j)
 #pragma unroll
           for (int e = 0; e < 4; ++e)
-            cluster_store_f32(slot + uint32_t(((i * NI + j) * 4 + e) * kThreads * 4), acc[i][j][e]);
+            st_cluster_f(slot + uint32_t(((i * NI + j) * 4 + e) * kThreads * 4), acc[i][j][e]);
     }
-    cluster_sync_all();  // 2: every partial is parked (release / acquire)
+    cluster_arrive_release();  // 2: every partial is parked (release / acquire)
+    cluster_wait();
     if (chunk > 0) return;
     // out = p_0, then out + p_1, ..., + p_{S-1}: the last-CTA fold's order.
     for (int c = 1; c < p.S; ++c) {
