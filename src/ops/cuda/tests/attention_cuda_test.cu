@@ -132,6 +132,16 @@ std::vector<Tok> seq_tokens(const World& w, int64_t s, int64_t p0, int64_t p1) {
   return t;
 }
 
+// Every token of every sequence, sequence by sequence (a whole prefill of the world).
+std::vector<Tok> world_tokens(const World& w) {
+  std::vector<Tok> toks;
+  for (int64_t s = 0; s < w.nseq; ++s) {
+    auto t = seq_tokens(w, s, 0, w.len[s]);
+    toks.insert(toks.end(), t.begin(), t.end());
+  }
+  return toks;
+}
+
 class CudaAttention : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -151,11 +161,7 @@ class CudaAttention : public ::testing::Test {
 void check_vs_cpu(int64_t hq, int64_t hkv, int64_t dh, int64_t bs, AttentionPath path) {
   const uint64_t seed = test_seed("attention vs cpu");
   World w(seed, {1, 37, 256, 257, 700}, hq, hkv, dh, bs);
-  std::vector<Tok> toks;
-  for (int64_t s = 0; s < w.nseq; ++s) {
-    auto t = seq_tokens(w, s, 0, w.len[s]);
-    toks.insert(toks.end(), t.begin(), t.end());
-  }
+  const std::vector<Tok> toks = world_tokens(w);
   set_attention_path(path);
   Bytes got = run(w, toks, w.gkc.t, w.gvc.t);
   // CPU reference on the same (bf16-valued) inputs in f32.
@@ -236,11 +242,7 @@ TEST_F(CudaAttention, DecodeVariantsGiveFusedBits) {
   const uint64_t seed = test_seed("attention decode variants");
   for (const Case& c : cases) {
     World w(seed, {1, 37, 64, 65, 256, 257, 700, 1300}, c.hq, c.hkv, c.dh, c.bs);
-    std::vector<Tok> toks;
-    for (int64_t s = 0; s < w.nseq; ++s) {
-      auto t = seq_tokens(w, s, 0, w.len[s]);
-      toks.insert(toks.end(), t.begin(), t.end());
-    }
+    const std::vector<Tok> toks = world_tokens(w);
     set_attention_path(AttentionPath::kFused);
     const Bytes ref = run(w, toks, w.gkc.t, w.gvc.t);
     set_attention_path(AttentionPath::kWgmma);
@@ -298,11 +300,7 @@ TEST_F(CudaAttention, WgmmaWideScoresGiveFusedBits) {
       EXPECT_GT(below, 0);
       EXPECT_GT(above, 0);
     }
-    std::vector<Tok> toks;
-    for (int64_t s = 0; s < w.nseq; ++s) {
-      auto t = seq_tokens(w, s, 0, w.len[s]);
-      toks.insert(toks.end(), t.begin(), t.end());
-    }
+    const std::vector<Tok> toks = world_tokens(w);
     set_attention_path(AttentionPath::kFused);
     const Bytes ref = run(w, toks, w.gkc.t, w.gvc.t);
     set_attention_path(AttentionPath::kWgmma);
@@ -330,14 +328,7 @@ struct Bitwise {
     for (int64_t s = 0; s < w.nseq; ++s)
       alone.push_back(run(w, seq_tokens(w, s, 0, w.len[s]), w.gkc.t, w.gvc.t));
   }
-  std::vector<Tok> all_tokens() const {
-    std::vector<Tok> t;
-    for (int64_t s = 0; s < w.nseq; ++s) {
-      auto x = seq_tokens(w, s, 0, w.len[s]);
-      t.insert(t.end(), x.begin(), x.end());
-    }
-    return t;
-  }
+  std::vector<Tok> all_tokens() const { return world_tokens(w); }
   std::vector<Tok> last_tokens() const {
     std::vector<Tok> t;
     for (int64_t s = 0; s < w.nseq; ++s)
