@@ -2,7 +2,7 @@
 // `serve` and `generate` use, sampling included): single-stream and batched tokens/s over the
 // decode steps, after a warm-up run. Usage: bench_decode MODEL [--device cpu|cuda] [--tokens N]
 // [--batch B] [--no-batch-invariant] [--load-format dummy] [--enforce-eager] [--host-sampling]
-// [--no-pdl] [--no-cluster-fold] [--tensor-parallel-size N].
+// [--no-pdl] [--no-cluster-fold] [--no-norm-fusion] [--no-swiglu-fusion] [--tensor-parallel-size N].
 // Prints one line per configuration.
 #include <chrono>
 #include <cstdio>
@@ -37,6 +37,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--no-pdl")) ops::cuda::set_pdl(false);  // A/B timing only
     else if (!std::strcmp(argv[i], "--no-cluster-fold"))  // A/B timing only
       ops::cuda::linear_detail::set_linear_cluster_fold(false);
+    else if (!std::strcmp(argv[i], "--no-norm-fusion"))  // A/B timing only
+      ops::cuda::set_norm_linear_fusion(false);
+    else if (!std::strcmp(argv[i], "--no-swiglu-fusion"))  // A/B timing only
+      ops::cuda::set_swiglu_linear_fusion(false);
 #endif
     else if (!std::strcmp(argv[i], "--load-format") && i + 1 < argc) opt.dummy_weights = !std::strcmp(argv[++i], "dummy");
     else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) {

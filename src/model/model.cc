@@ -134,12 +134,39 @@ void Model::run(const DeviceBatch& b, std::span<LayerKv> kv, Workspace& ws) {
   Tensor attn3 = attn.reshape({M, Hq, Dh});
   const float scale = 1.0f / std::sqrt(float(Dh));
 
+  // The norm in front of a projection stays pending (hidden = norm(resid (+ add)) not yet made)
+  // until the projection runs. At decode sizes the projection's GEMM makes it (ops::norm_linear:
+  // one kernel instead of two on the step's critical path, the same bits); its CTAs all read the
+  // residual stream while CTA 0 writes the new one, so the stream then alternates between two
+  // buffers. Elsewhere the norm is its own op, in place, as before.
+  const bool fuse = !tp_ && ops::norm_linear_fuses(ctx_, M, H);
+  Tensor resid_alt = fuse ? ws.resid_alt.as(act, {M, H}) : resid;
+  Tensor *cur = &resid, *alt = &resid_alt;
+  const Tensor* pending_add = nullptr;   // added to the residual stream first (or none)
+  const Tensor* pending_norm = nullptr;  // the norm weight; null: hidden is ready
+  auto settle = [&] {  // hidden = the pending norm, as its own op
+    if (pending_norm == nullptr) return;
+    if (pending_add) ops::add_rms_norm(ctx_, *cur, *pending_add, *pending_norm, eps, hidden);
+    else ops::rms_norm(ctx_, *cur, *pending_norm, eps, hidden);
+    pending_norm = nullptr;
+  };
+  auto project = [&](const Tensor& w, Tensor& y, int64_t plan_rows) {  // y = linear(hidden, w)
+    if (fuse && pending_norm != nullptr) {
+      ops::norm_linear(ctx_, *cur, pending_add, *pending_norm, eps, pending_add ? alt : nullptr, w, y, hidden);
+      if (pending_add) std::swap(cur, alt);
+      pending_norm = nullptr;
+      return;
+    }
+    settle();
+    ops::linear(ctx_, hidden, w, y, plan_rows);
+  };
+
   if (tp_) tp_embed(b, resid);  // vocab-parallel: rows gathered from their owners
   else ops::embedding(ctx_, w_.embed, b.ids, resid);
-  ops::rms_norm(ctx_, resid, w_.layers[0].attn_norm, eps, hidden);
+  pending_norm = &w_.layers[0].attn_norm;
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeights& L = w_.layers[l];
-    ops::linear(ctx_, hidden, L.wqkv, qkv, tp_plan_rows(TpColumn::kQkv));
+    project(L.wqkv, qkv, tp_plan_rows(TpColumn::kQkv));
     // q, k = rope(norm(q, k)) in place (qwen3's q/k norm; llama has none), k and v into the
     // caches: one kernel on CUDA, the bits of the five ops.
     const bool qk_norm = L.q_norm.data != nullptr;
@@ -149,24 +176,32 @@ void Model::run(const DeviceBatch& b, std::span<LayerKv> kv, Workspace& ws) {
     ops::attention(ctx_, q, kv[l].k, kv[l].v, meta, scale, attn3);
     if (tp_) tp_row_parallel(attn, l, false, proj);  // 8 fixed K parts, gathered, folded
     else ops::linear(ctx_, attn, L.wo, proj);
-    ops::add_rms_norm(ctx_, resid, proj, L.mlp_norm, eps, hidden);
+    pending_add = &proj;
+    pending_norm = &L.mlp_norm;
     const Tensor& next_norm = l + 1 < w_.layers.size() ? w_.layers[l + 1].attn_norm : w_.final_norm;
     if (L.is_moe() && !tp_) {
       // qwen3_moe sparse layer (model/moe.cc); its combine also adds to resid and applies
       // next_norm (one op with the bits of moe_combine then add_rms_norm)
-      moe_block_add_rms_norm(ctx_, c, L, hidden, ws.moe, resid, next_norm, eps, hidden);
+      settle();
+      moe_block_add_rms_norm(ctx_, c, L, hidden, ws.moe, *cur, next_norm, eps, hidden);
       continue;
     }
     if (L.is_moe()) {
+      settle();
       tp_moe_block(L, l, hidden, ws, proj);  // experts split like the dense MLP
     } else {
-      ops::linear(ctx_, hidden, L.w_gate_up, gate_up, tp_plan_rows(TpColumn::kGateUp));
-      ops::silu_mul(ctx_, gate_up, mlp_act);
-      if (tp_) tp_row_parallel(mlp_act, l, true, proj);
-      else ops::linear(ctx_, mlp_act, L.w_down, proj);
+      project(L.w_gate_up, gate_up, tp_plan_rows(TpColumn::kGateUp));
+      if (tp_) {
+        ops::silu_mul(ctx_, gate_up, mlp_act);
+        tp_row_parallel(mlp_act, l, true, proj);
+      } else {
+        ops::swiglu_linear(ctx_, gate_up, L.w_down, proj, mlp_act);  // one kernel at decode sizes
+      }
     }
-    ops::add_rms_norm(ctx_, resid, proj, next_norm, eps, hidden);
+    pending_add = &proj;
+    pending_norm = &next_norm;
   }
+  settle();  // the final norm
   if (R == 0) return;
   Tensor last = ws.last.as(act, {R, H});
   ops::gather_rows(ctx_, hidden, b.rows, last);

@@ -2,6 +2,7 @@
 // the workspace of activation buffers, device batch metadata, and the captured graphs.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <utility>
 #include <vector>
@@ -16,7 +17,7 @@ namespace bitexact::model {
 // stay valid.
 struct Model::Workspace {
   int tokens = 0, logit_rows = 0, table_len = 0;
-  Buffer resid, hidden, qkv, attn, proj, gate_up, act, last, logits, logprobs;
+  Buffer resid, resid_alt, hidden, qkv, attn, proj, gate_up, act, last, logits, logprobs;
   Buffer greedy_ids, greedy_vals, top_ids, top_vals;  // ops::top_tokens results per logit row
   Buffer sample_params;  // ops::SampleRow per logit row (ops::sample_tokens)
   Buffer cand_ids, cand_vals;  // ops::top_tokens of the logits for ForwardBatch::row_candidates
@@ -30,6 +31,9 @@ struct Model::Workspace {
     if (n_tokens > tokens) {
       const int64_t qkv_w = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
       resid = Buffer(size_t(n_tokens) * c.hidden_size * es, dev);
+      // The residual stream's second buffer for the norm-fused projections (Model::run), which
+      // run at ops::kNormLinearMaxRows rows at most.
+      resid_alt = Buffer(size_t(std::min(n_tokens, ops::kNormLinearMaxRows)) * c.hidden_size * es, dev);
       hidden = Buffer(size_t(n_tokens) * c.hidden_size * es, dev);
       qkv = Buffer(size_t(n_tokens) * qkv_w * es, dev);
       attn = Buffer(size_t(n_tokens) * c.num_attention_heads * c.head_dim * es, dev);

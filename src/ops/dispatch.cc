@@ -88,6 +88,68 @@ void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, con
   BITEXACT_DISPATCH(add_rms_norm, ctx, residual, x, weight, eps, out);
 }
 
+bool norm_linear_fuses(const ExecContext& ctx, int64_t M, int64_t K) {
+#ifdef BITEXACT_WITH_CUDA
+  if (ctx.device == Device::kCuda) return cuda::norm_linear_fuses(ctx, M, K);
+#endif
+  (void)M, (void)K;
+  return false;
+}
+
+void norm_linear(const ExecContext& ctx, const Tensor& residual, const Tensor* x,
+                 const Tensor& norm_weight, float eps, Tensor* residual_out, const Tensor& w,
+                 Tensor& y, Tensor& hidden) {
+  expect(residual.ndim == 2 && hidden.ndim == 2 && hidden.dim(0) == residual.dim(0) &&
+             hidden.dim(1) == residual.dim(1),
+         "norm_linear", "residual" + residual.shape_str() + " hidden" + hidden.shape_str());
+  expect((x == nullptr) == (residual_out == nullptr), "norm_linear", "x and residual_out come together");
+  if (x != nullptr)
+    expect(x->ndim == 2 && residual_out->ndim == 2 && x->dim(0) == residual.dim(0) &&
+               x->dim(1) == residual.dim(1) && residual_out->dim(0) == residual.dim(0) &&
+               residual_out->dim(1) == residual.dim(1) && residual_out->data != residual.data &&
+               residual_out->data != x->data,
+           "norm_linear", "x and residual_out must be [M, K] like residual, residual_out apart");
+  expect(norm_weight.numel() == residual.dim(1), "norm_linear", "weight length != row length");
+#ifdef BITEXACT_WITH_CUDA
+  if (ctx.device == Device::kCuda && cuda::norm_linear_fuses(ctx, residual.dim(0), residual.dim(1))) {
+    expect(w.ndim == 2 && w.dim(1) == residual.dim(1) && y.ndim == 2 && y.dim(0) == residual.dim(0) &&
+               y.dim(1) == w.dim(0),
+           "norm_linear", "shapes w" + w.shape_str() + " y" + y.shape_str());
+    return cuda::norm_linear(ctx, residual, x, norm_weight, eps, residual_out, w, y);
+  }
+#endif
+  // The two ops (the CPU reference, and CUDA where the fused kernel does not apply).
+  if (x != nullptr) {
+    copy(ctx, residual, *residual_out);
+    add_rms_norm(ctx, *residual_out, *x, norm_weight, eps, hidden);
+  } else {
+    rms_norm(ctx, residual, norm_weight, eps, hidden);
+  }
+  linear(ctx, hidden, w, y);
+}
+
+bool swiglu_linear_fuses(const ExecContext& ctx, int64_t M, int64_t N, int64_t K) {
+#ifdef BITEXACT_WITH_CUDA
+  if (ctx.device == Device::kCuda) return cuda::swiglu_linear_fuses(ctx, M, N, K);
+#endif
+  (void)M, (void)N, (void)K;
+  return false;
+}
+
+void swiglu_linear(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w, Tensor& y, Tensor& act) {
+  expect(gate_up.ndim == 2 && act.ndim == 2 && gate_up.dim(1) == 2 * act.dim(1) &&
+             gate_up.dim(0) == act.dim(0) && w.ndim == 2 && w.dim(1) == act.dim(1) && y.ndim == 2 &&
+             y.dim(0) == act.dim(0) && y.dim(1) == w.dim(0),
+         "swiglu_linear", "gate_up" + gate_up.shape_str() + " act" + act.shape_str() + " w" +
+                              w.shape_str() + " y" + y.shape_str());
+#ifdef BITEXACT_WITH_CUDA
+  if (ctx.device == Device::kCuda && cuda::swiglu_linear_fuses(ctx, act.dim(0), w.dim(0), act.dim(1)))
+    return cuda::swiglu_linear(ctx, gate_up, w, y);
+#endif
+  silu_mul(ctx, gate_up, act);  // the two ops (the CPU reference, and CUDA elsewhere)
+  linear(ctx, act, w, y);
+}
+
 void rope(const ExecContext& ctx, Tensor& x, const Tensor& positions, const Tensor& cos_sin,
           bool interleaved) {
   expect(x.ndim == 3 && x.stride[2] == 1, "rope", "x must be [M, H, Dh] with contiguous Dh");

@@ -66,6 +66,26 @@ void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, flo
 void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, const Tensor& weight,
                   float eps, Tensor& out);
 
+// The norm before a projection and the projection in one op: h = residual + x rounded to the
+// residual's dtype, written to residual_out (which must not alias residual or x), or h = residual
+// when x is null (residual_out null too); then y = linear(rms_norm(h, norm_weight, eps), w).
+// Bit for bit add_rms_norm (or rms_norm) followed by linear, which is what runs where
+// norm_linear_fuses is false, with `hidden` [M, K] as the normalised rows (unspecified after a
+// fused call). Where it is true (CUDA, batch-invariant mode, decode sizes: 1..4 rows) it is one
+// GEMM whose CTAs each normalise the rows, so the norm's kernel leaves the step's critical path.
+constexpr int kNormLinearMaxRows = 4;  // the most rows norm_linear_fuses accepts
+bool norm_linear_fuses(const ExecContext& ctx, int64_t M, int64_t K);
+void norm_linear(const ExecContext& ctx, const Tensor& residual, const Tensor* x,
+                 const Tensor& norm_weight, float eps, Tensor* residual_out, const Tensor& w,
+                 Tensor& y, Tensor& hidden);
+
+// y = linear(silu_mul(gate_up), w), gate_up [M, 2K]: bit for bit silu_mul then linear, which
+// is what runs where swiglu_linear_fuses is false, with `act` [M, K] as silu_mul's output
+// (unspecified after a fused call). Where it is true (CUDA, batch-invariant mode, 1..4 rows) the
+// GEMM's CTAs make their x themselves: one kernel instead of two.
+bool swiglu_linear_fuses(const ExecContext& ctx, int64_t M, int64_t N, int64_t K);
+void swiglu_linear(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w, Tensor& y, Tensor& act);
+
 // Rotary embedding in place on x[M,H,Dh] (strided rows allowed). cos_sin[P, Dh]: row p holds
 // cos(p*f_i) for i < Dh/2 then sin(p*f_i); the table is computed once on the host so every device
 // rotates with the same values. interleaved: pairs (2i, 2i+1) (GGUF llama); else (i, i+Dh/2).

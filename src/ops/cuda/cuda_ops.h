@@ -8,6 +8,11 @@ namespace bitexact::ops::cuda {
 
 void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y, int64_t plan_rows = 0);
 void rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+bool norm_linear_fuses(const ExecContext& ctx, int64_t M, int64_t K);
+void norm_linear(const ExecContext& ctx, const Tensor& residual, const Tensor* x,
+                 const Tensor& norm_weight, float eps, Tensor* residual_out, const Tensor& w, Tensor& y);
+bool swiglu_linear_fuses(const ExecContext& ctx, int64_t M, int64_t N, int64_t K);
+void swiglu_linear(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w, Tensor& y);
 void add_rms_norm(const ExecContext& ctx, Tensor& residual, const Tensor& x, const Tensor& weight,
                   float eps, Tensor& out);
 void rope(const ExecContext& ctx, Tensor& x, const Tensor& positions, const Tensor& cos_sin,

@@ -63,12 +63,26 @@ SplitWorkspace& workspace_for(cudaStream_t stream, size_t floats, size_t counter
   return ws;
 }
 
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT, bool CLUSTER = false>
+// Decode GEMMs that make their x (norm_linear, swiglu_linear): at most kResRows rows (decode
+// batches of 1..4), and resident rows of at most 48 KB (norm: K <= 4096, 32 KB; SwiGLU: the
+// CTA's chunk, 8B's down projection 48 KB), so that two CTAs of <= 116 KB still fit on an SM, as
+// the plain small tiles' 84 KB do.
+constexpr int kResRows = kNormLinearMaxRows;
+constexpr int kMaxNormK = 4096;
+constexpr int kMaxResidentBytes = 48 * 1024;
+constexpr int kMaxResidentSmem = kMaxResidentBytes + 4 * 64 * 128 * 2 + 16 * 64 * 4;
+
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT, bool CLUSTER = false,
+          int RES_ROWS = 0, int NORM_THREADS = 0, int NORM_GROUPS = 0>
 void launch(LinearParams p, cudaStream_t stream) {
-  constexpr int smem = linear_smem_bytes<BM, BN, BK, STAGES, SPLIT>();
-  auto kernel = linear_bf16_kernel<BM, BN, BK, WM, WN, STAGES, SPLIT, CLUSTER>;
+  // The norm-fused kernels' resident rows depend on K: opt in to the most shared memory once.
+  const int smem = RES_ROWS == 0
+                       ? linear_smem_bytes<BM, BN, BK, STAGES, SPLIT>()
+                       : linear_resident_smem_bytes<BM, BN, BK, STAGES, SPLIT>(RES_ROWS, p.K, p.kc);
+  auto kernel =
+      linear_bf16_kernel<BM, BN, BK, WM, WN, STAGES, SPLIT, CLUSTER, RES_ROWS, NORM_THREADS, NORM_GROUPS>;
   static std::atomic<uint64_t> attr_set{0};
-  allow_dynamic_smem(kernel, smem, attr_set);
+  allow_dynamic_smem(kernel, RES_ROWS == 0 ? smem : kMaxResidentSmem, attr_set);
   const int64_t m_tiles = ceil_div(p.M, BM), n_tiles = ceil_div(p.N, BN);
   // Raster groups of M-tiles whose x rows (group_m * BM * K bf16) stay around 16 MB, so the CTAs
   // in flight share each weight tile through L2. Speed only: no tile's arithmetic depends on it.
@@ -109,19 +123,21 @@ bool g_cluster_fold = true;
 bool cluster_fold_fits(int64_t M, int S) { return M <= 16 && S > 1 && S <= kMaxClusterChunks; }
 
 // Decode-size tiles: BN columns of weights per CTA, one K chunk per CTA when split.
-template <int BM, int BN, int BK, int WM, int WN, int STAGES>
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, int RES_ROWS = 0, int NORM_THREADS = 0,
+          int NORM_GROUPS = 0>
 void launch_small(LinearParams& p, bool split, cudaStream_t stream, bool cluster = false) {
   if constexpr (BM == 16 && BN == 64 && WM == 1 && WN == 4) {
-    if (split && cluster) return launch<BM, BN, BK, WM, WN, STAGES, true, true>(p, stream);
+    if (split && cluster)
+      return launch<BM, BN, BK, WM, WN, STAGES, true, true, RES_ROWS, NORM_THREADS, NORM_GROUPS>(p, stream);
   }
   if (split) {
     size_t n_counters = size_t(ceil_div(p.M, BM) * ceil_div(p.N, BN));
     SplitWorkspace& ws = workspace_for(stream, size_t(p.S) * p.M * p.N, n_counters);
     p.partial = ws.partial;
     p.counters = ws.counters;
-    launch<BM, BN, BK, WM, WN, STAGES, true>(p, stream);
+    launch<BM, BN, BK, WM, WN, STAGES, true, false, RES_ROWS, NORM_THREADS, NORM_GROUPS>(p, stream);
   } else {
-    launch<BM, BN, BK, WM, WN, STAGES, false>(p, stream);
+    launch<BM, BN, BK, WM, WN, STAGES, false, false, RES_ROWS, NORM_THREADS, NORM_GROUPS>(p, stream);
   }
 }
 
@@ -275,7 +291,145 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
   }
 }
 
+// The small-tile path a resident-x kernel takes: linear_invariant's choice at M <= 16 (fused, L2
+// fold or cluster fold) for kAuto, or the forced one (tests).
+struct ResidentPath {
+  bool split = false, cluster = false;
+};
+ResidentPath resident_path(int64_t M, int64_t N, int64_t K, int S, LinearPath path, const char* op) {
+  auto bad = [&](const std::string& what) { fail(ErrorKind::kInvalidArgument, std::string(op) + " (cuda): " + what); };
+  const bool auto_path = path == LinearPath::kAuto;
+  if (auto_path) path = linear_auto_path(M, N, K);
+  if (path != LinearPath::kSmallFused && path != LinearPath::kSmallSplit && path != LinearPath::kSmallCluster)
+    bad(std::string("no resident-x kernel on the ") + linear_path_name(path) + " path");
+  if (path == LinearPath::kSmallCluster && !cluster_fold_fits(M, S)) bad("the cluster path takes 2..4 chunks");
+  ResidentPath r;
+  r.split = path != LinearPath::kSmallFused && S > 1;
+  r.cluster = path == LinearPath::kSmallCluster || (r.split && auto_path && g_cluster_fold && cluster_fold_fits(M, S));
+  return r;
+}
+
+// The (threads, groups) of norm.cu's tree for K that the fused kernel is built for: K = 8 threads
+// groups exactly (Qwen3 0.6B, 1.7B / 30B-A3B and 8B hidden sizes; Llama 8B's 4096).
+bool norm_linear_fits(int64_t M, int64_t K) {
+  return M >= 1 && M <= kResRows && (K == 1024 || K == 2048 || K == 4096);
+}
+
+void norm_linear_invariant(const ExecContext& ctx, const Tensor& residual, const Tensor* x,
+                           const Tensor& norm_weight, float eps, Tensor* residual_out,
+                           const Tensor& w, Tensor& y, LinearPath path) {
+  auto bad = [](const std::string& what) { fail(ErrorKind::kInvalidArgument, "norm_linear (cuda): " + what); };
+  check_linear_args(residual, w, y);
+  const int64_t M = residual.dim(0), K = residual.dim(1), N = w.dim(0);
+  if (!norm_linear_fits(M, K)) bad("takes 1..4 rows and K = 1024, 2048 or 4096");
+  if (norm_weight.dtype != DType::kBF16 || norm_weight.device != Device::kCuda ||
+      !norm_weight.is_contiguous() || norm_weight.numel() != K ||
+      reinterpret_cast<uintptr_t>(norm_weight.data) % 16 != 0)
+    bad("the norm weight must be a contiguous, 16-byte aligned bf16 [K] on the device");
+  if ((x == nullptr) != (residual_out == nullptr)) bad("x and residual_out come together");
+  for (const Tensor* t : {x, static_cast<const Tensor*>(residual_out)}) {
+    if (t == nullptr) continue;
+    check_linear_args(*t, w, y);  // the same [M, K] bf16 row layout rules as residual
+    if (t->dim(0) != M || t->dim(1) != K) bad("x and residual_out must be [M, K] like residual");
+  }
+  if (residual_out != nullptr && (residual_out->data == residual.data || residual_out->data == x->data))
+    bad("residual_out must not alias residual or x (other CTAs read them)");
+  LinearPlan plan = linear_plan(N, K);
+  LinearParams p{};
+  p.x = static_cast<const __nv_bfloat16*>(residual.data);  // not read: the norm makes x
+  p.w = static_cast<const __nv_bfloat16*>(w.data);
+  p.y = static_cast<__nv_bfloat16*>(y.data);
+  p.ldx = residual.stride[0];
+  p.ldy = y.stride[0];
+  p.M = int(M);
+  p.N = int(N);
+  p.K = int(K);
+  p.kc = plan.kc;
+  p.S = plan.S;
+  p.norm.residual = static_cast<const __nv_bfloat16*>(residual.data);
+  p.norm.ldr = residual.stride[0];
+  if (x != nullptr) {
+    p.norm.x = static_cast<const __nv_bfloat16*>(x->data);
+    p.norm.ldx = x->stride[0];
+    p.norm.residual_out = static_cast<__nv_bfloat16*>(residual_out->data);
+    p.norm.ldo = residual_out->stride[0];
+  }
+  p.norm.weight = static_cast<const __nv_bfloat16*>(norm_weight.data);
+  p.norm.eps = eps;
+  const ResidentPath rp = resident_path(M, N, K, plan.S, path, "norm_linear");
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  static_assert(kMaxNormK == 4096, "the instantiations below");
+  switch (K) {  // (threads, groups): norm_row::threads_for(K) and K / 8 / threads
+    case 1024: launch_small<16, 64, 128, 1, 4, 4, kResRows, 128, 1>(p, rp.split, stream, rp.cluster); break;
+    case 2048: launch_small<16, 64, 128, 1, 4, 4, kResRows, 128, 2>(p, rp.split, stream, rp.cluster); break;
+    default: launch_small<16, 64, 128, 1, 4, 4, kResRows, 256, 2>(p, rp.split, stream, rp.cluster); break;
+  }
+}
+
+// The down projection with its SwiGLU: K % 128 == 0 and at most kMaxSwigluElems of x per CTA
+// (the chunk when split, all of K when fused), 16 per thread. Every CTA of a column tile repeats
+// its chunk's SwiGLU (an expf and a division per element) on the critical path: H100, batch 1,
+// 8B's down projection (6144 per CTA) made the step 1-2% slower, 0.6B's (384) did not.
+constexpr int64_t kMaxSwigluElems = 2048;
+bool swiglu_linear_fits(int64_t M, int64_t N, int64_t K) {
+  if (M < 1 || M > kResRows || K % 128 != 0 || K > INT32_MAX / 2) return false;
+  const LinearPlan plan = linear_plan(N, K);
+  const bool split = linear_auto_path(M, N, K) != LinearPath::kSmallFused && plan.S > 1;
+  return M * (split ? plan.kc : K) <= kMaxSwigluElems;
+}
+
+void swiglu_linear_invariant(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w, Tensor& y,
+                             LinearPath path) {
+  auto bad = [](const std::string& what) { fail(ErrorKind::kInvalidArgument, "swiglu_linear (cuda): " + what); };
+  if (gate_up.ndim != 2 || gate_up.dim(1) % 2 != 0) bad("gate_up must be [M, 2K]");
+  const int64_t M = gate_up.dim(0), K = gate_up.dim(1) / 2, N = w.dim(0);
+  Tensor gate = gate_up;  // the linear argument rules for the [M, K] gate half
+  gate.shape[1] = K;
+  check_linear_args(gate, w, y);
+  if (M < 1 || M > kResRows || K % 128 != 0) bad("takes 1..4 rows and K % 128 == 0");
+  const LinearPlan plan = linear_plan(N, K);
+  const ResidentPath rp = resident_path(M, N, K, plan.S, path, "swiglu_linear");
+  if (int64_t(kResRows) * (rp.split ? plan.kc : K) * 2 > kMaxResidentBytes) bad("too many resident rows on this path");
+  LinearParams p{};
+  p.x = static_cast<const __nv_bfloat16*>(gate_up.data);  // the kernel reads gate and up from here
+  p.w = static_cast<const __nv_bfloat16*>(w.data);
+  p.y = static_cast<__nv_bfloat16*>(y.data);
+  p.ldx = gate_up.stride[0];
+  p.ldy = y.stride[0];
+  p.M = int(M);
+  p.N = int(N);
+  p.K = int(K);
+  p.kc = plan.kc;
+  p.S = plan.S;
+  launch_small<16, 64, 128, 1, 4, 4, kResRows>(p, rp.split, static_cast<cudaStream_t>(ctx.stream), rp.cluster);
+}
+
 }  // namespace linear_detail
+
+namespace {
+bool g_norm_fusion = true, g_swiglu_fusion = true;
+}
+
+void set_norm_linear_fusion(bool on) { g_norm_fusion = on; }
+void set_swiglu_linear_fusion(bool on) { g_swiglu_fusion = on; }
+
+bool norm_linear_fuses(const ExecContext& ctx, int64_t M, int64_t K) {
+  return ctx.batch_invariant && g_norm_fusion && linear_detail::norm_linear_fits(M, K);
+}
+
+void norm_linear(const ExecContext& ctx, const Tensor& residual, const Tensor* x,
+                 const Tensor& norm_weight, float eps, Tensor* residual_out, const Tensor& w, Tensor& y) {
+  linear_detail::norm_linear_invariant(ctx, residual, x, norm_weight, eps, residual_out, w, y,
+                                       linear_detail::LinearPath::kAuto);
+}
+
+bool swiglu_linear_fuses(const ExecContext& ctx, int64_t M, int64_t N, int64_t K) {
+  return ctx.batch_invariant && g_swiglu_fusion && linear_detail::swiglu_linear_fits(M, N, K);
+}
+
+void swiglu_linear(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w, Tensor& y) {
+  linear_detail::swiglu_linear_invariant(ctx, gate_up, w, y, linear_detail::LinearPath::kAuto);
+}
 
 void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y, int64_t plan_rows) {
   if (ctx.batch_invariant)

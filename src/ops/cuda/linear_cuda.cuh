@@ -47,6 +47,14 @@ const char* linear_path_name(LinearPath path);
 LinearPath linear_auto_path(int64_t M, int64_t N, int64_t K);
 // Whether kAuto folds split chunks in a cluster (default on; off for same-binary A/B timing).
 void set_linear_cluster_fold(bool on);
+}  // namespace bitexact::ops::cuda::linear_detail
+namespace bitexact::ops::cuda {
+// Off: norm_linear_fuses / swiglu_linear_fuses answer false, so the model runs the norm / silu_mul
+// as its own op (A/B timing).
+void set_norm_linear_fusion(bool on);
+void set_swiglu_linear_fusion(bool on);
+}  // namespace bitexact::ops::cuda
+namespace bitexact::ops::cuda::linear_detail {
 
 // Checks dtypes, devices, strides and 16-byte alignment; throws kInvalidArgument otherwise.
 void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y);
@@ -65,6 +73,17 @@ struct SplitBuffers {
   float* partial = nullptr;
   int* counters = nullptr;
 };
+// The norm-fused decode GEMM (ops::norm_linear) on `path` (kAuto: linear_invariant's choice;
+// kSmallFused, kSmallSplit or kSmallCluster forced, for tests).
+bool norm_linear_fits(int64_t M, int64_t K);
+void norm_linear_invariant(const ExecContext& ctx, const Tensor& residual, const Tensor* x,
+                           const Tensor& norm_weight, float eps, Tensor* residual_out,
+                           const Tensor& w, Tensor& y, LinearPath path);
+// The SwiGLU-fused down projection (ops::swiglu_linear), on `path` as above.
+bool swiglu_linear_fits(int64_t M, int64_t N, int64_t K);
+void swiglu_linear_invariant(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w, Tensor& y,
+                             LinearPath path);
+
 SplitBuffers linear_split_workspace(cudaStream_t stream, size_t floats, size_t counters);
 
 // Non-invariant baseline: cuBLASLt with its default heuristic (first result) for this shape.

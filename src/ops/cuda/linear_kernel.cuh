@@ -8,6 +8,9 @@
 
 #include "ops/cuda/cluster.cuh"
 #include "ops/cuda/last_arrival.cuh"
+#include "ops/cuda/linear_norm.cuh"
+#include "ops/cuda/linear_smem.cuh"
+#include "ops/cuda/linear_swiglu.cuh"
 #include "ops/cuda/pdl.cuh"
 
 namespace bitexact::ops::cuda::linear_detail {
@@ -34,11 +37,8 @@ struct LinearParams {
   int kc;       // chunk length, a multiple of 128 (so of every BK)
   int S;        // number of chunks = ceil(K / kc)
   int group_m;  // fused mode: M-tiles per raster group (speed only)
+  NormInput norm;  // RES_ROWS, NORM_THREADS > 0: x = rms_norm(norm.residual (+ norm.x)), per CTA
 };
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 
 // 16-byte async copy; src_bytes = 0 writes zeros (K tail, rows past M or N).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
@@ -69,13 +69,6 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Shared-memory tile of `rows` x BK bf16: BK/8 chunks of 16 bytes per row, chunk index XORed
-// with (row & 7) so that ldmatrix's 8 row addresses of one 8x8 matrix hit 8 different bank groups.
-template <int BK>
-__device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
-  return uint32_t(row * (BK * 2) + ((chunk ^ (row & 7)) << 4));
-}
-
 // Loads rows [row0, row0+ROWS) x k [k0, k0+BK) of a [rows_total, K] matrix (row stride ld) into
 // smem (swizzled). Out-of-range rows and k are zero-filled.
 template <int ROWS, int BK, int THREADS>
@@ -98,7 +91,10 @@ __device__ __forceinline__ void load_tile(uint32_t smem, const __nv_bfloat16* g,
 // One pipeline stage of the K loop: the BK/16 k16 steps of mma.sync over a warp's MI x NI
 // tiles in increasing k, fragments double-buffered through ldmatrix. The dense GEMM and the MoE
 // expert GEMM both run exactly this, which is what makes their rows bit-equal.
-template <int BK, int MI, int NI, int TM, int TN>
+// A_ROWS > 0: the A block holds A_ROWS rows (a power of two) and tile row r reads row
+// r % A_ROWS; rows past M only feed output rows that are never stored, and a row's products
+// depend on that row alone.
+template <int BK, int MI, int NI, int TM, int TN, int A_ROWS = 0>
 __device__ __forceinline__ void mma_stage(uint32_t a_base, uint32_t b_base, int wm, int wn, int lane,
                                           float (&acc)[MI][NI][4]) {
   constexpr int KS = BK / 16;
@@ -107,6 +103,7 @@ __device__ __forceinline__ void mma_stage(uint32_t a_base, uint32_t b_base, int 
 #pragma unroll
     for (int i = 0; i < MI; ++i) {
       int r = wm * TM + i * 16 + (lane & 15);
+      if constexpr (A_ROWS > 0) r &= A_ROWS - 1;
       ldmatrix_x4(a_base + tile_offset<BK>(r, kk * 2 + (lane >> 4)), af[buf][i][0], af[buf][i][1],
                   af[buf][i][2], af[buf][i][3]);
     }
@@ -140,8 +137,16 @@ __device__ __forceinline__ void mma_stage(uint32_t a_base, uint32_t b_base, int 
 //        partials meet in chunk 0's shared memory (DSMEM) and chunk 0 folds them in chunk order:
 //        the same arithmetic as the last-CTA fold, without the round trip through L2, the fence
 //        and the counter (the fold's latency is most of a decode GEMM's tail).
+// RES_ROWS > 0 (BM 16, M <= RES_ROWS, K % BK == 0): x is not loaded stage by stage but made by
+//        the CTA before its K loop, resident in shared memory for the CTA's K range in the A
+//        stages' layout, with the bits of the op it replaces:
+//        NORM_THREADS > 0 (K = 8 NORM_THREADS NORM_GROUPS; ops::norm_linear): rms_norm of p.norm's
+//          rows over the whole K (linear_norm.cuh, norm.cu's bits);
+//        NORM_THREADS == 0 (ops::swiglu_linear): silu(gate) * up of the [M, 2K] rows at p.x
+//          (linear_swiglu.cuh, silu_mul's bits).
 // The grid is a pure function of (M, N, K) and the config, never of the SM count.
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT, bool CLUSTER = false>
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT, bool CLUSTER = false,
+          int RES_ROWS = 0, int NORM_THREADS = 0, int NORM_GROUPS = 0>
 __global__ void __launch_bounds__(WM* WN * 32)
     linear_bf16_kernel(const LinearParams p) {
   constexpr int kThreads = WM * WN * 32;
@@ -150,9 +155,15 @@ __global__ void __launch_bounds__(WM* WN * 32)
   static_assert(TM % 16 == 0 && TN % 16 == 0, "warp tile must be a multiple of 16x16");
   constexpr int kStageA = BM * BK * 2, kStageB = BN * BK * 2;
 
+  static_assert(RES_ROWS == 0 || (BM == 16 && kThreads == 128), "the resident prologues' shape");
+  constexpr int kResTile = RES_ROWS * BK * 2;  // bytes of one resident k-tile of x
+
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t smem_a = smem_u32(smem);
-  const uint32_t smem_b = smem_a + STAGES * kStageA;
+  // A: the STAGES-deep ring, or the resident rows (normalised or SwiGLU) of the CTA's k-tiles.
+  const int a_bytes = RES_ROWS > 0 ? kResTile * (SPLIT ? p.kc / BK : (p.K + BK - 1) / BK)
+                                    : STAGES * kStageA;
+  const uint32_t smem_b = smem_a + a_bytes;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int wm = warp / WN, wn = warp % WN;
@@ -193,7 +204,7 @@ __global__ void __launch_bounds__(WM* WN * 32)
   float acc[MI][NI][4];
   // Fused mode: the fold of finished chunks lives in shared memory, one slot per (thread,
   // element), so the registers hold only the running chunk (a second register set would spill).
-  float* out = reinterpret_cast<float*>(smem + STAGES * (kStageA + kStageB));
+  float* out = reinterpret_cast<float*>(smem + a_bytes + STAGES * kStageB);
   auto out_at = [&](int i, int j, int e) -> float& {
     return out[((i * NI + j) * 4 + e) * kThreads + threadIdx.x];  // consecutive threads: no conflicts
   };
@@ -210,23 +221,44 @@ __global__ void __launch_bounds__(WM* WN * 32)
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s)
     if (s < n_local) load_w(s, t_begin + s);
-  pdl_wait();
-  pdl_launch_dependents();
+  if constexpr (RES_ROWS > 0 && NORM_THREADS == 0) {
+    pdl_wait();
+    pdl_launch_dependents();
+    swiglu_rows_to_smem<RES_ROWS, BK>(p.x, p.ldx, p.K, p.M, t_begin, t_end, smem_a);
+  } else if constexpr (RES_ROWS > 0) {
+    uint4 norm_w[NORM_THREADS / 128][NORM_GROUPS];  // weights: before the wait
+    norm_load_weights<NORM_THREADS, NORM_GROUPS>(p.norm, norm_w);
+    pdl_wait();
+    pdl_launch_dependents();
+    __shared__ float norm_scratch[RES_ROWS * 8];
+    norm_rows_to_smem<NORM_THREADS, NORM_GROUPS, RES_ROWS, BK>(p.norm, norm_w, p.M, t_begin, t_end,
+                                                                smem_a, norm_scratch);
+  } else {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < n_local) load_x(s, t_begin + s);
+    if (RES_ROWS == 0 && s < n_local) load_x(s, t_begin + s);
     cp_async_commit();
   }
 
   for (int it = 0; it < n_local; ++it) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();  // tile `it` landed for all threads; stage (it-1) is free to overwrite
-    if (it + STAGES - 1 < n_local) load_stage((it + STAGES - 1) % STAGES, t_begin + it + STAGES - 1);
+    if (it + STAGES - 1 < n_local) {
+      const int ahead = (it + STAGES - 1) % STAGES, t = t_begin + it + STAGES - 1;
+      if constexpr (RES_ROWS > 0) load_w(ahead, t);
+      else load_stage(ahead, t);
+    }
     cp_async_commit();
 
     const int stage = it % STAGES;
-    const uint32_t a_base = smem_a + stage * kStageA, b_base = smem_b + stage * kStageB;
-    mma_stage<BK, MI, NI, TM, TN>(a_base, b_base, wm, wn, lane, acc);
+    const uint32_t b_base = smem_b + stage * kStageB;
+    if constexpr (RES_ROWS > 0)
+      mma_stage<BK, MI, NI, TM, TN, RES_ROWS>(smem_a + it * kResTile, b_base, wm, wn, lane, acc);
+    else
+      mma_stage<BK, MI, NI, TM, TN>(smem_a + stage * kStageA, b_base, wm, wn, lane, acc);
 
     if constexpr (!SPLIT) {
       const int t = t_begin + it;
@@ -350,6 +382,12 @@ __global__ void __launch_bounds__(WM* WN * 32)
 template <int BM, int BN, int BK, int STAGES, bool SPLIT>
 constexpr int linear_smem_bytes() {
   return STAGES * (BM + BN) * BK * 2 + (SPLIT ? 0 : BM * BN * 4);
+}
+
+// The same for RES_ROWS > 0: the resident rows of the CTA's K range replace the x stages.
+template <int BM, int BN, int BK, int STAGES, bool SPLIT>
+int linear_resident_smem_bytes(int norm_rows, int K, int kc) {
+  return norm_rows * (SPLIT ? kc : K) * 2 + STAGES * BN * BK * 2 + (SPLIT ? 0 : BM * BN * 4);
 }
 
 }  // namespace bitexact::ops::cuda::linear_detail
