@@ -155,9 +155,7 @@ __device__ __forceinline__ void norm_rows_to_smem(const NormInput& n, const uint
         for (int j = 0; j < 8; ++j)
           oe[j] = from_f32<bf16>(norm_row::elem(w[hh][i], j) * (norm_row::elem(h[r][hh][i], j) * inv));
         const uint32_t dst = res + uint32_t((t - t_begin) * ROWS * BK * 2) + tile_offset<BK>(r, (g * 8 % BK) / 8);
-        asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(o.x), "r"(o.y),
-                     "r"(o.z), "r"(o.w)
-                     : "memory");
+        st_shared_u4(dst, o);
       }
   }
 }

@@ -17,4 +17,12 @@ __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
   return uint32_t(row * (BK * 2) + ((chunk ^ (row & 7)) << 4));
 }
 
+// 16 bytes into shared memory at a 32-bit shared address (the swizzled tile offsets above): for
+// the operands a kernel makes itself instead of copying (norm, SwiGLU).
+__device__ __forceinline__ void st_shared_u4(uint32_t addr, const uint4& v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y),
+               "r"(v.z), "r"(v.w)
+               : "memory");
+}
+
 }  // namespace bitexact::ops::cuda::linear_detail

@@ -47,9 +47,7 @@ __device__ __forceinline__ void swiglu_rows_to_smem(const __nv_bfloat16* gu, int
       for (int j = 0; j < 8; ++j)
         oe[j] = from_f32<bf16>(swiglu(norm_row::elem(g[q], j), norm_row::elem(u[q], j)));
       const uint32_t dst = res + uint32_t((c / kRowChunks) * ROWS * BK * 2) + tile_offset<BK>(r, c % kRowChunks);
-      asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(o.x), "r"(o.y),
-                   "r"(o.z), "r"(o.w)
-                   : "memory");
+      st_shared_u4(dst, o);
     }
   }
 }

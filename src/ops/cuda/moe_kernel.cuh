@@ -22,6 +22,7 @@ using linear_detail::cp_async_wait;
 using linear_detail::load_tile;
 using linear_detail::mma_stage;
 using linear_detail::smem_u32;
+using linear_detail::st_shared_u4;
 using linear_detail::tile_offset;
 
 struct MoeGemmParams {
@@ -150,10 +151,7 @@ __global__ void __launch_bounds__(WM* WN * 32) moe_gemm_kernel(const MoeGemmPara
           o2[j] = __floats2bfloat162_rn(swiglu(gf.x, uf.x), swiglu(gf.y, uf.y));
         }
       }
-      asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_a + t * kStageA +
-                                                                      tile_offset<BK>(r, c)),
-                   "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
-                   : "memory");
+      st_shared_u4(smem_a + t * kStageA + tile_offset<BK>(r, c), v);
     }
     cp_async_commit();
 #pragma unroll
