@@ -17,6 +17,7 @@
 #include "engine/scheduler.h"
 #include "engine/text_stream.h"
 #include "kv/kv_cache.h"
+#include "ops/sample_filter.h"
 #include "model/weight_update.h"
 
 namespace bitexact::engine {
@@ -83,7 +84,6 @@ struct Engine::Impl {
   std::vector<int32_t> banned(const Sample& s) const;
   // -1 if the host sampler needs s's full logits row; else the top-n the device path returns.
   int device_top_n(const Sample& s) const;
-  int device_candidates(const Sample& s) const;
   ops::SampleRow device_sample(const Sample& s) const;
   SampleResult draw(Sample& s, const float* row, const float* row_logprobs);
   void postprocess(Sample& s, SampleResult r);
@@ -229,28 +229,16 @@ std::vector<int32_t> Engine::Impl::banned(const Sample& s) const {
 }
 
 // A greedy row with nothing banned and no penalty is the argmax of the raw logits, so the
-// model's device can pick it (model::RowTop) with the same result as Sampler::sample. So can a
-// temperature row without top-p / min-p and with top_k off or at most ops::kMaxSampleTopK: the
-// device draws it with ops::sample_tokens, the race Sampler::sample runs (device_sample).
-// A top-p / min-p row with 0 < top_k <= ops::kMaxTopTokens needs only its top-k candidates
-// (device_candidates) and as many logprobs: the host filters those (Sampler::sample_candidates).
-// top-p / min-p with top_k off needs the whole sorted row: the host sampler on the full row.
+// model's device can pick it (model::RowTop) with the same result as Sampler::sample. So can any
+// temperature row with nothing banned and no penalty, whatever its top_k / top_p / min_p: the
+// device draws it with ops::sample_tokens (device_sample), whose filters are Sampler::sample's
+// (ops/sample_filter.h: integer weights, so the device's radix select keeps the same tokens as
+// the host's sorted walk) and whose draw is the same race. Only penalties and banned tokens
+// (min_tokens) bring the full row to the host.
 int Engine::Impl::device_top_n(const Sample& s) const {
   const SamplingParams& p = s.req->spec.params;
   if (!config.device_greedy || p.has_penalties() || !banned(s).empty()) return -1;
-  if (const int k = device_candidates(s); k > 0) return std::max(k, p.logprobs);
-  if (!p.greedy() && (p.top_p < 1.0 || p.min_p > 0.0 || p.top_k > ops::kMaxSampleTopK)) return -1;
   return std::max(p.logprobs, 0);
-}
-
-// How many top candidates the device returns for a row device_top_n accepted (0: none, the
-// device draws or picks the token itself).
-int Engine::Impl::device_candidates(const Sample& s) const {
-  const SamplingParams& p = s.req->spec.params;
-  if (p.greedy() || (p.top_p >= 1.0 && p.min_p <= 0.0) || p.top_k <= 0 ||
-      p.top_k > ops::kMaxTopTokens)
-    return 0;
-  return int(std::min<int64_t>(p.top_k, model.config().vocab_size));
 }
 
 // The device draw of a row device_top_n accepted: Sampler::sample's parameters for it.
@@ -258,7 +246,8 @@ ops::SampleRow Engine::Impl::device_sample(const Sample& s) const {
   const SamplingParams& p = s.req->spec.params;
   if (p.greedy()) return {};
   const int64_t V = model.config().vocab_size;
-  return {float(p.temperature), p.top_k > 0 && p.top_k < V ? p.top_k : 0, s.seed, uint64_t(s.generated)};
+  return {float(p.temperature), p.top_k > 0 && p.top_k < V ? p.top_k : 0, s.seed, uint64_t(s.generated),
+          ops::filter::top_p_units(p.top_p), ops::filter::min_p_units(p.min_p)};
 }
 
 SampleResult Engine::Impl::draw(Sample& s, const float* row, const float* row_logprobs) {
@@ -347,10 +336,7 @@ std::vector<RequestOutput> Engine::step() {
   for (const RowUse& u : uses) {
     b.row_top_n.push_back(u.prompt_pos >= 0 ? -1 : e.device_top_n(*u.sample));
     const bool device = b.row_top_n.back() >= 0;
-    b.row_candidates.push_back(device ? e.device_candidates(*u.sample) : 0);
-    // A candidate row's token is drawn on the host: its row_sample stays greedy (unused).
-    b.row_sample.push_back(device && b.row_candidates.back() == 0 ? e.device_sample(*u.sample)
-                                                                  : ops::SampleRow{});
+    b.row_sample.push_back(device ? e.device_sample(*u.sample) : ops::SampleRow{});
   }
   const auto f0 = std::chrono::steady_clock::now();
   e.model.forward(b, e.layers, e.logits, &e.logprobs, &e.tops);
@@ -371,11 +357,7 @@ std::vector<RequestOutput> Engine::step() {
                                      s.req->spec.prompt_logprobs, e.logprobs.data() + r * size_t(V));
       continue;
     }
-    if (b.row_candidates[r] > 0) {
-      const model::RowTop& t = e.tops[r];
-      e.postprocess(s, e.sampler.sample_candidates(t.candidates, t.top, V, s.req->spec.params,
-                                                   s.seed, uint64_t(s.generated)));
-    } else if (b.row_top_n[r] >= 0) {
+    if (b.row_top_n[r] >= 0) {
       const model::RowTop& t = e.tops[r];
       e.postprocess(s, SampleResult{t.token, t.logprob, t.top});
     } else {

@@ -27,12 +27,10 @@ struct EngineConfig {
   size_t kv_cache_bytes = size_t(256) << 20;
   bool enable_prefix_caching = true;
   std::vector<int32_t> eos_ids;        // end a sequence unless ignore_eos
-  // Greedy rows, and temperature rows without top-p / min-p (top_k <= ops::kMaxSampleTopK),
-  // without penalties or banned tokens take their token and logprobs from the model's device
-  // (model::RowTop, ops::sample_tokens) instead of copying the logits row: the same values,
-  // fewer bytes. Top-p / min-p rows with 0 < top_k <= 32 get their top-k candidates from the
-  // device and are drawn on the host (Sampler::sample_candidates). Off: every row goes through
-  // the host sampler on the full row (tests compare the two).
+  // Greedy and temperature rows (any top_k / top_p / min_p) without penalties or banned tokens
+  // take their token and logprobs from the model's device (model::RowTop, ops::sample_tokens)
+  // instead of copying the logits row: the same values, fewer bytes, no host sort. Off: every
+  // row goes through the host sampler on the full row (tests compare the two).
   bool device_greedy = true;
   // Testing hook: step() number N (1-based) and every later one throw kInternal before touching
   // any state, as a device fault would; 0 = never. Lets the server's unhealthy-engine path

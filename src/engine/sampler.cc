@@ -7,11 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "core/error.h"
 #include "core/philox.h"
 #include "ops/ops.h"
+#include "ops/sample_filter.h"
 #include "ops/sample_race.h"
 #include "ops/top_key.h"
 
@@ -64,28 +64,13 @@ void apply_penalties(std::span<const float> logits, const SamplingParams& p, Tok
 
 int32_t Sampler::draw_sorted(const int32_t* ids, const float* vals, int64_t keep,
                              const SamplingParams& p, uint64_t seed, uint64_t token_index) {
-  if (p.min_p > 0 || p.top_p < 1.0) {
-    // The filters keep their definitions: probabilities in double over the sorted candidates.
-    const double mx = vals[0];
+  const uint64_t top_p_u = ops::filter::top_p_units(p.top_p), min_p_u = ops::filter::min_p_units(p.min_p);
+  if (top_p_u || min_p_u) {
+    // The filters in integer weights (ops/sample_filter.h): the device's radix select keeps the
+    // same prefix, whatever order it adds in.
     weights_.resize(size_t(keep));
-    double total = 0;
-    for (int64_t i = 0; i < keep; ++i)
-      total += weights_[size_t(i)] = std::exp((double(vals[i]) - mx) / p.temperature);
-    if (p.min_p > 0) {  // drop candidates below min_p times the most likely one (weights_[0] == 1)
-      int64_t n = 0;
-      while (n < keep && weights_[size_t(n)] >= p.min_p) ++n;
-      keep = std::max<int64_t>(n, 1);
-      total = std::accumulate(weights_.begin(), weights_.begin() + keep, 0.0);
-    }
-    if (p.top_p < 1.0) {  // the smallest prefix whose mass reaches top_p
-      double cum = 0;
-      int64_t n = 0;
-      while (n < keep) {
-        cum += weights_[size_t(n++)];
-        if (cum >= p.top_p * total) break;
-      }
-      keep = n;
-    }
+    keep = ops::filter::filter_sorted(keep, float(p.temperature), top_p_u, min_p_u, weights_.data(),
+                                      [&](int64_t i) { return vals[i]; });
   }
   // The draw among the kept candidates: the race, as on the device (ops::sample_tokens).
   return ops::race::race_candidates_by(vals[0], float(p.temperature), seed, token_index, ids, keep,

@@ -50,7 +50,8 @@ class Sampler {
 
  private:
   // The draw among candidates sorted by (logit desc, id asc), vals[i] the logit of ids[i]: min_p,
-  // then top_p, then the race. The one code both sample and sample_candidates run.
+  // then top_p in integer weights (ops/sample_filter.h, the definition ops::sample_tokens keeps
+  // on every device), then the race. The one code both sample and sample_candidates run.
   int32_t draw_sorted(const int32_t* ids, const float* vals, int64_t n, const SamplingParams& p,
                       uint64_t seed, uint64_t token_index);
 
@@ -58,7 +59,7 @@ class Sampler {
   std::vector<int32_t> order_;
   std::vector<float> order_logits_;  // the logit of each order_ entry
   std::vector<uint64_t> keys_;  // sort keys: (logit desc, id asc)
-  std::vector<double> weights_;
+  std::vector<uint64_t> weights_;  // the filters' integer weights (ops/sample_filter.h)
   std::vector<float> penalized_;
   std::vector<int32_t> counts_;
   std::vector<unsigned char> excluded_;  // banned tokens of a plain-temperature draw

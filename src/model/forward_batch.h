@@ -31,13 +31,15 @@ struct ForwardBatch {
   std::vector<int> row_top_n;
   // Per logit row, parallel to logit_rows (empty: every row greedy). For a row with
   // row_top_n >= 0 and temperature > 0, the token is drawn on the model's device by
-  // ops::sample_tokens (the race of ops/sample_race.h, the host sampler's draw) instead of the
-  // argmax; top_k <= ops::kMaxSampleTopK. Ignored for rows with row_top_n < 0.
+  // ops::sample_tokens (top_k, top_p, min_p as the host sampler filters them, then the race of
+  // ops/sample_race.h) instead of the argmax. Ignored for rows with row_top_n < 0.
   std::vector<ops::SampleRow> row_sample;
   // Per logit row, parallel to logit_rows (empty: every row 0). k > 0 (with row_top_n >= k):
   // the row's top k tokens by (logit desc, id asc) with their raw logits are returned too
   // (RowTop::candidates, ops::top_tokens), for the host sampler's top-p / min-p filters without
   // the vocabulary row (engine::Sampler::sample_candidates). k <= ops::kMaxTopTokens and <= V.
+  // The engine draws such rows with row_sample now (session 6); this stays for callers that
+  // filter on the host.
   std::vector<int> row_candidates;
 
   int num_tokens() const { return int(token_ids.size()); }

@@ -1,9 +1,9 @@
 // The end of a forward pass: bringing logit rows back to the host. A row sampled greedily or
-// with plain temperature / top-k needs only its token and a few logprobs, so those are found on
-// the model's device (ops::top_tokens, ops::sample_tokens, ops::top_logprobs) and the
-// vocabulary-sized rows are copied only for rows that need them (penalties, banned tokens,
-// top-p / min-p without a top-k <= 32, prompt logprobs). A top-p / min-p row with such a top-k
-// gets its top-k candidates with their logits (ops::top_tokens) and the host filters those.
+// with temperature (top-k / top-p / min-p included) needs only its token and a few logprobs, so
+// those are found on the model's device (ops::top_tokens, ops::sample_tokens,
+// ops::top_logprobs) and the vocabulary-sized rows are copied only for rows that need them
+// (penalties, banned tokens, prompt logprobs). A row with row_candidates gets its top-k
+// candidates with their logits (ops::top_tokens) for the host's Sampler::sample_candidates.
 #include <algorithm>
 
 #include "model/model_internal.h"
@@ -64,9 +64,17 @@ void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const
     // top-1 and log_softmax's value, the same as the greedy path below; full rows are greedy
     // here too, their results unused.
     std::vector<ops::SampleRow> prm(static_cast<size_t>(rows));
-    int max_top_k = 0;  // the op ranks this many candidates per row: 0 for plain temperature
+    // The op ranks max_top_k candidates per row (ops::top_tokens, whose cost grows with n) for
+    // plain top-k rows: 0 for plain temperature. Rows with top-p / min-p, or a top_k above
+    // ops::kMaxSampleTopK, are cut by the op's radix select, which needs no candidates (and is
+    // cheaper than ranking 20 of them): the same token either way.
+    int max_top_k = 0;
     for (int r = 0; r < rows; ++r)
-      if (!full(r)) prm[size_t(r)] = b.row_sample[size_t(r)], max_top_k = std::max(max_top_k, prm[size_t(r)].top_k);
+      if (!full(r)) {
+        const ops::SampleRow& p = prm[size_t(r)] = b.row_sample[size_t(r)];
+        if (p.top_k <= ops::kMaxSampleTopK && !p.top_p_units && !p.min_p_units)
+          max_top_k = std::max(max_top_k, p.top_k);
+      }
     Tensor h_prm = Tensor::view(prm.data(), DType::kI32, {rows, ops::kSampleRowWords});
     Tensor d_prm = h_prm;
     if (ctx_.device != Device::kCpu) {

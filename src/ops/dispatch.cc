@@ -273,15 +273,16 @@ void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& p
   expect(logprobs.ndim == 1 && logprobs.dtype == DType::kF32 && logprobs.dim(0) == R &&
              logprobs.is_contiguous() && logprobs.device == ctx.device,
          "sample_tokens", "logprobs must be contiguous F32 [R]");
-  expect(logits.dim(1) >= 1, "sample_tokens", "V must be positive");
+  expect(logits.dim(1) >= 1 && logits.dim(1) <= (int64_t(1) << 23), "sample_tokens",
+         "V must be in [1, 2^23]");  // the filters' weight sums fit 64 bits (sample_filter.h)
   expect(max_top_k >= 0 && max_top_k <= kMaxSampleTopK, "sample_tokens", "max_top_k must be in [0, kMaxSampleTopK]");
   if (ctx.device == Device::kCpu) {  // the parameters are host memory: check them here
     const SampleRow* p = static_cast<const SampleRow*>(params.data);
     for (int64_t r = 0; r < R; ++r)
       expect(p[r].temperature >= 0.0f && p[r].temperature <= 3.4e38f && p[r].top_k >= 0 &&
-                 p[r].top_k <= max_top_k,
+                 p[r].top_p_units <= (uint64_t(1) << 32) && p[r].min_p_units <= (uint64_t(1) << 40),
              "sample_tokens", "row " + std::to_string(r) + ": temperature must be finite and >= 0, "
-                              "top_k in [0, max_top_k]");
+                              "top_k >= 0, top_p_units <= 2^32, min_p_units <= 2^40");
   }
   BITEXACT_DISPATCH(sample_tokens, ctx, logits, params, ids, logprobs, max_top_k);
 }

@@ -140,18 +140,23 @@ void top_logprobs(const ExecContext& ctx, const Tensor& logits, Tensor& ids, Ten
 
 // Sampling on the model's device. Per row r, params[r] (a SampleRow, as I32 [R, kSampleRowWords]
 // on ctx.device): temperature 0 takes the greedy token (top_tokens' top-1); else the exponential
-// race of ops/sample_race.h among the top_k tokens by (logit desc, id asc) (top_k 0 or >= V: all
-// of them), the same draw as the host sampler (engine/sampler.cc) makes. ids[r] (I32 [R]) gets the
-// token and logprobs[r] (F32 [R]) its log_softmax value: the bits ops::log_softmax writes on the
-// same device. max_top_k bounds every row's top_k (<= kMaxSampleTopK): the CUDA backend ranks
-// that many candidates per row (top_tokens with n = max_top_k, whose cost grows with n), so a
-// batch without top_k passes 0. A row's result depends on its own logits and params only, never
-// on max_top_k or the other rows.
+// race of ops/sample_race.h among the tokens that top_k (0 or >= V: off), then min_p, then top_p
+// keep of the row sorted by (logit desc, id asc), with the filters of ops/sample_filter.h (integer
+// weights: any summation order gives the same kept set): the same draw as the host sampler
+// (engine/sampler.cc) makes. ids[r] (I32 [R]) gets the token and logprobs[r] (F32 [R]) its
+// log_softmax value: the bits ops::log_softmax writes on the same device. max_top_k (<=
+// kMaxSampleTopK) is a cost hint: the CUDA backend ranks that many candidates per row
+// (top_tokens with n = max_top_k, whose cost grows with n) and draws a plain top-k row with
+// top_k <= max_top_k from them; rows with a larger top_k, or with top_p / min_p, take the
+// sort-free radix select (ops/cuda/sample_select.cuh). A row's result depends on its own logits
+// and params only, never on max_top_k or the other rows.
 struct SampleRow {
   float temperature = 0.0f;
   int32_t top_k = 0;
   uint64_t seed = 0;
   uint64_t token_index = 0;
+  uint64_t top_p_units = 0;  // filter::top_p_units(top_p): ceil(top_p 2^32), 0 = off (<= 2^32)
+  uint64_t min_p_units = 0;  // filter::min_p_units(min_p): ceil(min_p 2^40), 0 = off (<= 2^40)
 };
 constexpr int kSampleRowWords = int(sizeof(SampleRow) / 4);
 constexpr int kMaxSampleTopK = kMaxTopTokens;

@@ -1,9 +1,9 @@
-// Temperature rows drawn on the model's device (ForwardBatch::row_sample, ops::sample_tokens)
-// and top-k + top-p / min-p rows drawn on the host from the device's candidates
-// (ForwardBatch::row_candidates, Sampler::sample_candidates) against the host sampler
+// Temperature rows drawn on the model's device (ForwardBatch::row_sample, ops::sample_tokens,
+// with top_k / top_p / min_p) and top-k + top-p / min-p rows drawn on the host from the device's
+// candidates (ForwardBatch::row_candidates, Sampler::sample_candidates) against the host sampler
 // (Sampler::sample on the full logits row), on stories260K (a real vocabulary of 512). On a CPU
 // build the model's device is the CPU ops, so this runs in CI; the CUDA op is held to the CPU op
-// bit for bit by ops/cuda/tests/sample_tokens_cuda_test.cu.
+// bit for bit by ops/cuda/tests/sample_tokens_cuda_test.cu and sample_filter_cuda_test.cu.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -14,6 +14,7 @@
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
+#include "ops/sample_filter.h"
 
 using namespace bitexact;
 using namespace bitexact::engine;
@@ -68,7 +69,9 @@ struct Prefill {
 }  // namespace
 
 // One forward of a few prompts: the rows' RowTop from the device draw equals Sampler::sample on
-// the same rows' full logits and log-softmax (from a forward with row_top_n = -1).
+// the same rows' full logits and log-softmax (from a forward with row_top_n = -1), for
+// T x top_k (40: above the op's candidates) x top_p x min_p. A perturbed filter (top_p lowered by
+// 1/16 on the device only) must change some draw: the comparison sees the filters.
 TEST(DeviceSampler, RowTopEqualsSamplerOnTheFullRow) {
   Prefill pf;
   model::Model& m = pf.m;
@@ -82,24 +85,47 @@ TEST(DeviceSampler, RowTopEqualsSamplerOnTheFullRow) {
   const std::vector<float> full_logits = logits, full_lps = lps;
 
   Sampler host;
-  int drawn = 0, differ_from_greedy = 0;
+  int drawn = 0, differ_from_greedy = 0, perturbed_differ = 0;
   for (float T : {0.0f, 0.5f, 1.0f, 2.5f})
-    for (int k : {0, 1, 3, 32})
+    for (int k : {0, 1, 3, 32, 40})
+      for (double top_p : {1.0, 0.8})
+        for (double min_p : {0.0, 0.05})
       for (uint64_t idx : {0u, 1u, 17u}) {
         b.row_top_n.assign(prompts.size(), 2);
         b.row_sample.clear();
-        for (int s = 0; s < b.num_seqs; ++s) b.row_sample.push_back({T, k, uint64_t(100 + s), idx});
+        const uint64_t P = ops::filter::top_p_units(top_p), M = ops::filter::min_p_units(min_p);
+        for (int s = 0; s < b.num_seqs; ++s)
+          b.row_sample.push_back({T, k, uint64_t(100 + s), idx, P, M});
+        if (T > 0 && P) {  // the perturbed definition: the same rows, top_p 0.8 - 1/16
+          std::vector<ops::SampleRow> bad = b.row_sample;
+          for (auto& r : bad) r.top_p_units -= uint64_t(1) << 28;
+          std::swap(bad, b.row_sample);
+          std::vector<model::RowTop> bad_tops;
+          m.forward(b, layers, logits, &lps, &bad_tops);
+          std::swap(bad, b.row_sample);
+          for (int s = 0; s < b.num_seqs; ++s) {
+            SamplingParams p;
+            p.temperature = T, p.top_k = k, p.top_p = top_p, p.min_p = min_p, p.logprobs = 2;
+            perturbed_differ += bad_tops[size_t(s)].token !=
+                                host.sample({full_logits.data() + size_t(s) * size_t(V), size_t(V)}, p,
+                                            uint64_t(100 + s), idx, {}, full_lps.data() + size_t(s) * size_t(V))
+                                    .token;
+          }
+        }
         m.forward(b, layers, logits, &lps, &tops);
         ASSERT_EQ(tops.size(), prompts.size());
         for (int s = 0; s < b.num_seqs; ++s) {
           SamplingParams p;
           p.temperature = T;
           p.top_k = k;
+          p.top_p = top_p;
+          p.min_p = min_p;
           p.logprobs = 2;
           const SampleResult h = host.sample({full_logits.data() + size_t(s) * size_t(V), size_t(V)}, p,
                                              uint64_t(100 + s), idx, {}, full_lps.data() + size_t(s) * size_t(V));
           const model::RowTop& d = tops[size_t(s)];
-          ASSERT_EQ(d.token, h.token) << "T=" << T << " k=" << k << " idx=" << idx << " row " << s;
+          ASSERT_EQ(d.token, h.token) << "T=" << T << " k=" << k << " top_p=" << top_p
+                                      << " min_p=" << min_p << " idx=" << idx << " row " << s;
           EXPECT_EQ(bits(d.logprob), bits(h.logprob));
           EXPECT_EQ(d.top, h.top);
           ++drawn;
@@ -108,12 +134,13 @@ TEST(DeviceSampler, RowTopEqualsSamplerOnTheFullRow) {
       }
   EXPECT_GT(drawn, 100);
   EXPECT_GT(differ_from_greedy, 10);  // the device rows really sample
+  EXPECT_GT(perturbed_differ, 0);     // a changed filter on the device is seen
 }
 
 // The engine with device sampling (default) and with every row on the host sampler
 // (device_greedy = false) gives the same tokens and logprob bits for temperature rows, with and
-// without top_k, beside greedy rows and rows that must use the host (top_p, min_p, top_k above
-// ops::kMaxSampleTopK, penalties, min_tokens).
+// without top_k, top_p, min_p, top_k above ops::kMaxSampleTopK, beside greedy rows and rows that
+// must use the host (penalties, min_tokens).
 TEST(DeviceSampler, EngineDeviceSamplingEqualsHostSampler) {
   auto run_all = [](bool device) {
     EngineConfig c;
@@ -222,10 +249,11 @@ TEST(DeviceSampler, CandidateRowsEqualSamplerOnTheFullRow) {
   EXPECT_GT(cut, 20);  // the filters really cut inside the candidates
 }
 
-// The engine with candidate rows (device_greedy on) and with every row on the host sampler
+// The engine with device sampling (device_greedy on: every row without penalties or banned
+// tokens is drawn by ops::sample_tokens, filters included) and with every row on the host sampler
 // (off) gives the same tokens and logprob bits for the top_k x top_p x min_p grid, logprobs 0
-// and 5 and none, beside greedy rows, device-drawn rows and rows the host must take whole
-// (top_p with top_k off, top_k 40 + top_p, a penalty, min_tokens).
+// and 5 and none, beside greedy rows, plain temperature, top_p alone, min_p alone, top_k above
+// 32 with top_p or min_p, and rows the host must take whole (a penalty, min_tokens).
 TEST(DeviceSampler, EngineCandidateRowsEqualHostSampler) {
   struct Spec {
     double T, top_p, min_p;
@@ -240,8 +268,12 @@ TEST(DeviceSampler, EngineCandidateRowsEqualHostSampler) {
             {i % 3 ? 0.6 : 1.0, top_p, min_p, k, std::vector<int>{0, 5, -1}[size_t(i++ % 3)]});
   specs.push_back({0.0, 1.0, 0.0, 0, 2});    // greedy
   specs.push_back({1.0, 1.0, 0.0, 0, 5});    // plain temperature (device draw)
-  specs.push_back({0.6, 0.95, 0.0, 0, 5});   // top_p without top_k: the full row on the host
-  specs.push_back({0.6, 0.95, 0.0, 40, 1});  // top_k above 32: the full row on the host
+  specs.push_back({0.6, 0.95, 0.0, 0, 5});   // top_p alone (the OpenAI client's kind of request)
+  specs.push_back({0.7, 0.9, 0.0, 0, 0});    // top_p alone
+  specs.push_back({1.0, 1.0, 0.05, 0, 2});   // min_p alone
+  specs.push_back({0.8, 0.8, 0.02, 0, -1});  // top_p and min_p
+  specs.push_back({0.6, 0.95, 0.0, 40, 1});  // top_k above 32 (radix select on a CUDA device)
+  specs.push_back({1.0, 1.0, 0.1, 64, 0});   // top_k above 32 + min_p
   auto run_all = [&](bool device) {
     EngineConfig c;
     c.device_greedy = device;
@@ -260,7 +292,7 @@ TEST(DeviceSampler, EngineCandidateRowsEqualHostSampler) {
       r.params.top_k = sp.top_k, r.params.logprobs = sp.logprobs;
       if (j == specs.size()) r.params.repetition_penalty = 1.2;  // host
       if (j == specs.size() + 1)
-        r.params.min_tokens = 6;  // EOS banned first: host, then candidates
+        r.params.min_tokens = 6;  // EOS banned first: host, then the device
       e.add_request(r);
     }
     return test::run_to_end(e);

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "engine/sampler.h"
 #include "ops/ops.h"
+#include "ops/sample_filter.h"
 
 using namespace bitexact::engine;
 
@@ -198,25 +199,34 @@ TEST(Sampler, GreedyTieAndTinyTemperature) {
 }
 
 // Sampler::sample and ops::sample_tokens (CPU) make the same draw and report the same logprob
-// bits, with and without top_k: one algorithm whichever path computes it.
+// bits, with and without top_k, top_p, min_p (the filters of ops/sample_filter.h): one algorithm
+// whichever path computes it. Flat rows (sd 0.3: a nucleus of thousands) and peaked ones.
 TEST(Sampler, EqualsTheSampleTokensOp) {
   const int64_t V = 4099;
   std::mt19937 g(8);
-  std::normal_distribution<float> nd(0.0f, 2.5f);
   Sampler s;
   bitexact::ops::ExecContext ctx;
-  for (int trial = 0; trial < 60; ++trial) {
+  int filtered = 0;
+  for (int trial = 0; trial < 240; ++trial) {
+    std::normal_distribution<float> nd(0.0f, trial % 3 == 0 ? 0.3f : 2.5f);
     std::vector<float> row(static_cast<size_t>(V)), lp(static_cast<size_t>(V));
     for (float& x : row) x = nd(g);
+    if (trial % 17 == 0)
+      for (int64_t i = 0; i < V; i += 5) row[size_t(i)] = -INFINITY;
     bitexact::Tensor x = bitexact::Tensor::view(row.data(), bitexact::DType::kF32, {1, V});
     bitexact::Tensor lpt = bitexact::Tensor::view(lp.data(), bitexact::DType::kF32, {1, V});
     bitexact::ops::log_softmax(ctx, x, lpt);
     SamplingParams p;
     p.temperature = std::vector<double>{1.0, 0.3, 0.8, 2.0}[size_t(trial % 4)];
-    p.top_k = std::vector<int>{0, 1, 7, 32, 0}[size_t(trial % 5)];
+    p.top_k = std::vector<int>{0, 1, 7, 32, 0, 50}[size_t(trial % 6)];
+    p.top_p = std::vector<double>{1.0, 0.9, 0.5, 0.99, 1.0, 0.7, 0.95}[size_t(trial % 7)];
+    p.min_p = std::vector<double>{0.0, 0.0, 0.05, 0.0, 0.2}[size_t(trial / 7 % 5)];
+    filtered += p.top_p < 1.0 || p.min_p > 0.0;
     const uint64_t seed = g(), idx = g() % 100;
     const SampleResult h = s.sample(row, p, seed, idx, {}, lp.data());
-    bitexact::ops::SampleRow prm{float(p.temperature), p.top_k, seed, idx};
+    bitexact::ops::SampleRow prm{float(p.temperature), p.top_k, seed, idx,
+                                 bitexact::ops::filter::top_p_units(p.top_p),
+                                 bitexact::ops::filter::min_p_units(p.min_p)};
     int32_t id = -1;
     float lpv = 0;
     bitexact::Tensor pt = bitexact::Tensor::view(&prm, bitexact::DType::kI32, {1, bitexact::ops::kSampleRowWords});
@@ -226,6 +236,7 @@ TEST(Sampler, EqualsTheSampleTokensOp) {
     ASSERT_EQ(id, h.token) << "trial " << trial;
     EXPECT_EQ(std::memcmp(&lpv, &h.logprob, 4), 0) << "trial " << trial;
   }
+  EXPECT_GT(filtered, 150);
 }
 
 namespace {

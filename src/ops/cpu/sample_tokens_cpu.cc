@@ -1,11 +1,13 @@
 // CPU sample_tokens: per row, the greedy token (temperature 0), or the exponential race of
-// ops/sample_race.h over the top_k tokens by top_key (logit desc, id asc) or over the whole row.
+// ops/sample_race.h over the top_k tokens by top_key (logit desc, id asc) or over the whole row;
+// with top_p / min_p, over the sorted prefix ops/sample_filter.h keeps (the host sampler's code).
 // The logprob is read from cpu::log_softmax of the row, so it has the bits ops::log_softmax gives.
 #include <algorithm>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/sample_filter.h"
 #include "ops/sample_race.h"
 #include "ops/top_key.h"
 
@@ -27,6 +29,7 @@ void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& p
   pool.parallel_for(R, 1, [&](int64_t r0, int64_t r1) {
     std::vector<uint64_t> keys;
     std::vector<int32_t> cand;
+    std::vector<uint64_t> weights;
     for (int64_t r = r0; r < r1; ++r) {
       const float* row = x.ptr<float>() + r * x.stride[0];
       const SampleRow& p = prm[r];
@@ -40,7 +43,23 @@ void sample_tokens(const ExecContext& ctx, const Tensor& logits, const Tensor& p
       int32_t tok = best;
       if (p.temperature > 0.0f) {
         const race::RaceHostRow rr{row, V, p.temperature, p.seed, p.token_index};
-        if (p.top_k > 0 && p.top_k < V) {
+        const bool top_k = p.top_k > 0 && p.top_k < V;
+        if (p.top_p_units || p.min_p_units) {
+          // The sorted row, top_k, then the filters of sample_filter.h: Sampler::draw_sorted's code.
+          keys.resize(size_t(V));
+          for (int64_t i = 0; i < V; ++i) keys[size_t(i)] = top_key(row[i], int32_t(i));
+          const int64_t k = top_k ? p.top_k : V;
+          if (top_k)
+            std::partial_sort(keys.begin(), keys.begin() + k, keys.end(), std::greater<uint64_t>());
+          else
+            std::sort(keys.begin(), keys.end(), std::greater<uint64_t>());
+          cand.resize(size_t(k));
+          for (int64_t j = 0; j < k; ++j) cand[size_t(j)] = top_key_column(keys[size_t(j)]);
+          weights.resize(size_t(k));
+          const int64_t keep = filter::filter_sorted(k, p.temperature, p.top_p_units, p.min_p_units,
+                                                     weights.data(), [&](int64_t j) { return row[cand[size_t(j)]]; });
+          tok = race::race_candidates(rr, cand.data(), keep, best);
+        } else if (top_k) {
           keys.resize(size_t(V));
           for (int64_t i = 0; i < V; ++i) keys[size_t(i)] = top_key(row[i], int32_t(i));
           std::partial_sort(keys.begin(), keys.begin() + p.top_k, keys.end(), std::greater<uint64_t>());

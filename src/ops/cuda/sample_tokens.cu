@@ -1,13 +1,16 @@
 // CUDA sample_tokens: the exponential race of ops/sample_race.h per row, the same bits as the
-// host (ops::cpu::sample_tokens, engine's Sampler). Three steps on the stream:
+// host (ops::cpu::sample_tokens, engine's Sampler). Four steps on the stream:
 //  1. top_tokens with n = min(V, max(1, max_top_k)): each row's best candidate (the greedy
 //     token, and mx) and its top-k candidates in (logit desc, id asc) order;
 //  2. the row log-sum-exp of log_softmax (row_lse), so a logprob is x[token] - lse with the bits
 //     log_softmax writes;
-//  3. rows that race over the whole vocabulary: grid (rows, slices), each CTA the best race key of
-//     a column slice, and the last CTA of the row to finish (integer counter) takes the max over
-//     the slices' keys. Keys are unique per column, so the max is one value whatever the slicing
-//     or arrival order. Greedy and top-k rows: one warp per row over the candidates.
+//  3. filtered rows (top_p / min_p, or top_k > n): the cutoff key of the kept tokens by radix
+//     select (sample_select.cuh), no sort;
+//  4. rows that race over the whole vocabulary (filtered rows among the keys >= their cutoff):
+//     grid (rows, slices), each CTA the best race key of a column slice, and the last CTA of the
+//     row to finish (integer counter) takes the max over the slices' keys. Keys are unique per
+//     column, so the max is one value whatever the slicing or arrival order. Greedy and top-k
+//     rows: one warp per row over the candidates.
 // No step depends on other rows: each row's result is a function of its logits and parameters.
 #include <algorithm>
 #include <map>
@@ -16,6 +19,7 @@
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/last_arrival.cuh"
+#include "ops/cuda/sample_select.cuh"
 #include "ops/cuda/scratch.cuh"
 #include "ops/sample_race.h"
 
@@ -30,10 +34,12 @@ struct RaceScratch {
   float* cand_vals;   // [rows, n]
   uint64_t* keys;     // [rows, slices]: each slice's best race key
   int* counters;      // [rows]: finished slices; the last CTA resets it to 0
+  uint64_t* cutoff;   // [rows]: a filtered row's smallest kept key (select_cutoff_kernel)
 };
 
-__device__ __forceinline__ bool races_whole_row(const SampleRow& p, int64_t v) {
-  return p.temperature > 0.0f && !(p.top_k > 0 && p.top_k < v);
+// n: the candidates per row of step 1.
+__device__ __forceinline__ bool races_whole_row(const SampleRow& p, int64_t v, int n) {
+  return p.temperature > 0.0f && (filtered_row(p, v, n) || !(p.top_k > 0 && p.top_k < v));
 }
 
 // Grid (rows, slices). Rows that do not race over the whole row return at once (all their CTAs).
@@ -45,7 +51,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ uint64_t warp_best[kThreads / 32];
   const int64_t r = blockIdx.x;
   const SampleRow p = prm[r];
-  if (!races_whole_row(p, v)) return;
+  if (!races_whole_row(p, v, n)) return;
+  const uint64_t lo = filtered_row(p, v, n) ? sc.cutoff[r] : 0;  // 0: every key races
   const int slices = gridDim.y;
   const T* row = x + r * xs;
   const float mx = sc.cand_vals[r * n];
@@ -57,7 +64,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       if (q0 + j >= c1) break;
-      const float q = race::race_scaled(to_f32(row[q0 + j]), mx, p.temperature);
+      const float l = to_f32(row[q0 + j]);
+      if (lo != 0 && top_key(l, int32_t(q0 + j)) < lo) continue;  // cut by the filters
+      const float q = race::race_scaled(l, mx, p.temperature);
       const uint64_t k = race::race_key(race::race_score(q, w[j]), int32_t(q0 + j));
       best = k > best ? k : best;
     }
@@ -91,12 +100,12 @@ __global__ void __launch_bounds__(32)
                            RaceScratch sc, int32_t* __restrict__ ids, float* __restrict__ lps) {
   const int64_t r = blockIdx.x;
   const SampleRow p = prm[r];
-  if (races_whole_row(p, v)) return;
+  if (races_whole_row(p, v, n)) return;
   const int32_t* cid = sc.cand_ids + r * n;
   const float* cval = sc.cand_vals + r * n;
   uint64_t best = 0;
   if (p.temperature > 0.0f) {
-    const int k = min(p.top_k, n);  // top_k <= max_top_k is the caller's promise (ops.h)
+    const int k = p.top_k;  // <= n: larger ones are filtered rows
     const float mx = cval[0];
     for (int j = threadIdx.x; j < k; j += 32) {
       const int32_t id = cid[j];
@@ -117,7 +126,7 @@ __global__ void __launch_bounds__(32)
 // Per-device candidates, slice keys and counters (scratch.cuh).
 RaceScratch race_scratch(int64_t rows, int n, int slices, cudaStream_t st) {
   struct Buffers {
-    ScratchArray cand_ids, cand_vals, keys, counters;
+    ScratchArray cand_ids, cand_vals, keys, counters, cutoff;
   };
   static std::mutex mu;
   static std::map<int, Buffers> per_device;
@@ -127,8 +136,10 @@ RaceScratch race_scratch(int64_t rows, int n, int slices, cudaStream_t st) {
   grow_scratch(b.cand_vals, rows * n, 1 << 14, sizeof(float), false, st, "sample_tokens");
   grow_scratch(b.keys, rows * slices, 1 << 14, sizeof(uint64_t), false, st, "sample_tokens");
   grow_scratch(b.counters, rows, 1024, sizeof(int), true, st, "sample_tokens");
+  grow_scratch(b.cutoff, rows, 1024, sizeof(uint64_t), false, st, "sample_tokens");
   return {static_cast<int32_t*>(b.cand_ids.ptr), static_cast<float*>(b.cand_vals.ptr),
-          static_cast<uint64_t*>(b.keys.ptr), static_cast<int*>(b.counters.ptr)};
+          static_cast<uint64_t*>(b.keys.ptr), static_cast<int*>(b.counters.ptr),
+          static_cast<uint64_t*>(b.cutoff.ptr)};
 }
 
 template <typename T>
@@ -147,6 +158,9 @@ void launch(const ExecContext& ctx, const Tensor& x, const SampleRow* prm, Tenso
   Tensor cand_vals = Tensor::view(sc.cand_vals, DType::kF32, {rows, n}, Device::kCuda);
   cuda::top_tokens(ctx, x, cand_ids, cand_vals);
   const float* lse = row_lse(ctx, x);
+  select_cutoff_kernel<T><<<unsigned(rows), kSelectThreads, 0, st>>>(
+      x.ptr<T>(), x.stride[0], v, prm, n, sc.cand_ids, sc.cand_vals, sc.cutoff);
+  BITEXACT_CUDA_CHECK_LAUNCH();
   race_row_kernel<T><<<dim3(unsigned(rows), unsigned(slices)), kThreads, 0, st>>>(
       x.ptr<T>(), x.stride[0], v, slice, prm, n, lse, sc, ids.ptr<int32_t>(), lps.ptr<float>());
   BITEXACT_CUDA_CHECK_LAUNCH();
