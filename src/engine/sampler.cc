@@ -77,37 +77,6 @@ int32_t Sampler::draw_sorted(const int32_t* ids, const float* vals, int64_t keep
                                        ids[0], [&](int64_t j) { return vals[j]; });
 }
 
-SampleResult Sampler::sample_candidates(std::span<const std::pair<int32_t, float>> cands,
-                                        std::span<const std::pair<int32_t, float>> lps, int64_t V,
-                                        const SamplingParams& p, uint64_t seed,
-                                        uint64_t token_index) {
-  auto bad = [](const std::string& m) {
-    fail(ErrorKind::kInvalidArgument, "sample_candidates: " + m);
-  };
-  if (p.greedy() || p.has_penalties() || p.top_k <= 0)
-    bad("needs temperature > 0, top_k > 0, no penalties");
-  const int64_t k = std::min<int64_t>(p.top_k, V);
-  if (int64_t(cands.size()) != k) bad("expected min(top_k, V) candidates");
-  const int64_t want_lps = std::min<int64_t>(std::max<int64_t>(k, p.logprobs), V);
-  if (int64_t(lps.size()) < want_lps) bad("expected at least max(top_k, logprobs) logprobs");
-  order_.resize(size_t(k));
-  order_logits_.resize(size_t(k));
-  for (int64_t i = 0; i < k; ++i)
-    order_[size_t(i)] = cands[size_t(i)].first, order_logits_[size_t(i)] = cands[size_t(i)].second;
-  SampleResult r;
-  r.token = draw_sorted(order_.data(), order_logits_.data(), k, p, seed, token_index);
-  // The token's log-softmax value: the list's value at the token's rank among the candidates.
-  // log_softmax(x) = fl(x - lse), one lse per row, is monotone (non-decreasing) in x, so the
-  // i-th largest logprob is the i-th largest logit's, whatever the ids: where rounding merges
-  // distinct logits into one logprob, that order breaks the tie by id and the logit order did
-  // not, so the token itself may be missing from the list, but its value is there.
-  int64_t rank = 0;
-  while (order_[size_t(rank)] != r.token) ++rank;  // the race returns one of the candidates
-  r.logprob = lps[size_t(rank)].second;
-  if (p.logprobs > 0) r.top.assign(lps.begin(), lps.begin() + std::min<int64_t>(p.logprobs, V));
-  return r;
-}
-
 SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams& p, uint64_t seed,
                              uint64_t token_index, std::span<const int32_t> banned,
                              const float* given_logprobs, TokenHistory history) {

@@ -3,8 +3,7 @@
 // so a sample is a function of (logits, params, seed, index) alone (ARCHITECTURE.md rule 6).
 // Temperature draws are the exponential race of ops/sample_race.h among the candidates that
 // top-k / top-p / min-p leave: the arithmetic ops::sample_tokens runs on the model's device, so
-// the engine may draw a row either way with the same bits. A top-k row with top-p / min-p can be
-// drawn from its top-k candidates alone (sample_candidates), the same code on fewer numbers.
+// the engine may draw a row either way with the same bits.
 #pragma once
 
 #include <cstdint>
@@ -37,21 +36,10 @@ class Sampler {
                       uint64_t token_index, std::span<const int32_t> banned = {},
                       const float* logprobs = nullptr, TokenHistory history = {});
 
-  // Sampler::sample for a row with temperature > 0 and 0 < top_k, no penalties and nothing
-  // banned, from what the model's device returns for it (model::RowTop) instead of the
-  // vocabulary row: `candidates`, the first min(top_k, V) tokens by (logit desc, id asc) with
-  // their raw logits (ops::top_tokens), and `logprobs`, the first m >= max(candidates, params.
-  // logprobs) tokens (or all V) by (logprob desc, id asc) with their log-softmax values
-  // (ops::top_logprobs). Those are all the numbers Sampler::sample reads for such a row, so the
-  // result is the same, bit for bit (device_sampler_test.cc). V: the vocabulary size.
-  SampleResult sample_candidates(std::span<const std::pair<int32_t, float>> candidates,
-                                 std::span<const std::pair<int32_t, float>> logprobs, int64_t V,
-                                 const SamplingParams& params, uint64_t seed, uint64_t token_index);
-
  private:
   // The draw among candidates sorted by (logit desc, id asc), vals[i] the logit of ids[i]: min_p,
   // then top_p in integer weights (ops/sample_filter.h, the definition ops::sample_tokens keeps
-  // on every device), then the race. The one code both sample and sample_candidates run.
+  // on every device), then the race.
   int32_t draw_sorted(const int32_t* ids, const float* vals, int64_t n, const SamplingParams& p,
                       uint64_t seed, uint64_t token_index);
 

@@ -34,13 +34,6 @@ struct ForwardBatch {
   // ops::sample_tokens (top_k, top_p, min_p as the host sampler filters them, then the race of
   // ops/sample_race.h) instead of the argmax. Ignored for rows with row_top_n < 0.
   std::vector<ops::SampleRow> row_sample;
-  // Per logit row, parallel to logit_rows (empty: every row 0). k > 0 (with row_top_n >= k):
-  // the row's top k tokens by (logit desc, id asc) with their raw logits are returned too
-  // (RowTop::candidates, ops::top_tokens), for the host sampler's top-p / min-p filters without
-  // the vocabulary row (engine::Sampler::sample_candidates). k <= ops::kMaxTopTokens and <= V.
-  // The engine draws such rows with row_sample now (session 6); this stays for callers that
-  // filter on the host.
-  std::vector<int> row_candidates;
 
   int num_tokens() const { return int(token_ids.size()); }
   int max_position() const;  // max over positions, +1
@@ -52,8 +45,6 @@ struct RowTop {
   int32_t token = -1;    // argmax of the logits, lowest id on ties; or the row_sample draw
   float logprob = 0.0f;  // its log-softmax value
   std::vector<std::pair<int32_t, float>> top;  // top n (token, logprob) by (logprob desc, id asc)
-  std::vector<std::pair<int32_t, float>>
-      candidates;  // row_candidates: (token, logit) by (logit desc, id asc)
 };
 
 // One layer's paged caches, [num_blocks, block_size, Hkv, Dh] each.

@@ -20,7 +20,6 @@ struct Model::Workspace {
   Buffer resid, resid_alt, hidden, qkv, attn, proj, gate_up, act, last, logits, logprobs;
   Buffer greedy_ids, greedy_vals, top_ids, top_vals;  // ops::top_tokens results per logit row
   Buffer sample_params;  // ops::SampleRow per logit row (ops::sample_tokens)
-  Buffer cand_ids, cand_vals;  // ops::top_tokens of the logits for ForwardBatch::row_candidates
   Buffer ids, pos, seq, slots, table, rows;
   MoeWorkspace moe;  // qwen3_moe sparse blocks (empty otherwise)
 
@@ -55,8 +54,6 @@ struct Model::Workspace {
       top_ids = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
       top_vals = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
       sample_params = Buffer(size_t(n_rows) * sizeof(ops::SampleRow), dev);
-      cand_ids = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
-      cand_vals = Buffer(size_t(n_rows) * ops::kMaxTopTokens * 4, dev);
       logit_rows = n_rows;
       moved = true;
     }

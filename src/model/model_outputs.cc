@@ -2,8 +2,7 @@
 // with temperature (top-k / top-p / min-p included) needs only its token and a few logprobs, so
 // those are found on the model's device (ops::top_tokens, ops::sample_tokens,
 // ops::top_logprobs) and the vocabulary-sized rows are copied only for rows that need them
-// (penalties, banned tokens, prompt logprobs). A row with row_candidates gets its top-k
-// candidates with their logits (ops::top_tokens) for the host's Sampler::sample_candidates.
+// (penalties, banned tokens, prompt logprobs).
 #include <algorithm>
 
 #include "model/model_internal.h"
@@ -88,32 +87,12 @@ void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const
     ops::copy(ctx_, s_ids, h_ids1);
     ops::copy(ctx_, s_lps, h_lps1);
   }
-  // Candidate rows (ForwardBatch::row_candidates): the top kc tokens by (logit desc, id asc) with
-  // their raw logits, all the host's top-p / min-p filters read of the row.
-  BITEXACT_CHECK(b.row_candidates.empty() || b.row_candidates.size() == b.row_top_n.size(),
-                 "row_candidates needs one entry per logit row");
-  int kc = 0;
-  for (int r = 0; r < rows && !b.row_candidates.empty(); ++r)
-    if (!full(r)) kc = std::max(kc, b.row_candidates[size_t(r)]);
-  std::vector<int32_t> c_ids(static_cast<size_t>(rows) * size_t(kc));
-  std::vector<float> c_vals(c_ids.size());
-  if (kc > 0) {
-    Tensor d_ids = ws.cand_ids.as(DType::kI32, {rows, kc}),
-           d_vals = ws.cand_vals.as(DType::kF32, {rows, kc});
-    ops::top_tokens(ctx_, logits, d_ids, d_vals);
-    Tensor h_ids = Tensor::view(c_ids.data(), DType::kI32, {rows, kc});
-    Tensor h_vals = Tensor::view(c_vals.data(), DType::kF32, {rows, kc});
-    ops::copy(ctx_, d_ids, h_ids);
-    ops::copy(ctx_, d_vals, h_vals);
-  }
-  // Greedy token = top-1 of the logits (the candidates' first when there are candidates: the
-  // order is total, so top-1 of top-kc is top_tokens' top-1). Its logprob = top-1 of the
-  // log-softmax: log_softmax is x - lse with one lse per row, monotone in x, so the largest
-  // logprob is the argmax's. top_logprobs = top_tokens(log_softmax(logits)) without writing the
-  // f32 rows.
+  // Greedy token = top-1 of the logits. Its logprob = top-1 of the log-softmax: log_softmax is
+  // x - lse with one lse per row, monotone in x, so the largest logprob is the argmax's.
+  // top_logprobs = top_tokens(log_softmax(logits)) without writing the f32 rows.
   const int tn = std::max(1, n);
   Tensor t_ids = ws.top_ids.as(DType::kI32, {rows, tn}), t_vals = ws.top_vals.as(DType::kF32, {rows, tn});
-  if (!any_sampled && kc == 0) {
+  if (!any_sampled) {
     Tensor g_ids = ws.greedy_ids.as(DType::kI32, {rows, 1}), g_vals = ws.greedy_vals.as(DType::kF32, {rows, 1});
     ops::top_tokens(ctx_, logits, g_ids, g_vals);
     ops::copy(ctx_, g_ids, h_token);
@@ -128,17 +107,11 @@ void Model::finish_outputs(Workspace& ws, const ForwardBatch& b, int rows, const
     ops::copy(ctx_, t_vals, h_vals);
   }
   ops::synchronize(ctx_);
-  if (!any_sampled && kc > 0)
-    for (int r = 0; r < rows; ++r) token[size_t(r)] = c_ids[size_t(r) * size_t(kc)];
   out.tops->assign(size_t(rows), RowTop{});
   for (int r = 0; r < rows; ++r) {
     if (full(r)) continue;
     RowTop& t = (*out.tops)[size_t(r)];
     t.token = token[size_t(r)];
-    const int k = b.row_candidates.empty() ? 0 : b.row_candidates[size_t(r)];
-    for (int j = 0; j < k; ++j)
-      t.candidates.emplace_back(c_ids[size_t(r) * size_t(kc) + size_t(j)],
-                                c_vals[size_t(r) * size_t(kc) + size_t(j)]);
     t.logprob = any_sampled ? token_lp[size_t(r)] : vals[size_t(r) * size_t(tn)];
     for (int j = 0; j < b.row_top_n[size_t(r)]; ++j)
       t.top.emplace_back(ids[size_t(r) * size_t(tn) + size_t(j)], vals[size_t(r) * size_t(tn) + size_t(j)]);

@@ -294,11 +294,11 @@ TEST_F(CudaModel, EngineGraphsEqualEagerAcrossBuckets) {
   }
 }
 
-// Top-k + top-p / min-p rows on CUDA (bf16 logits): the host draw from the device's top-k
-// candidates and top logprobs (ForwardBatch::row_candidates, Sampler::sample_candidates) gives
-// the same tokens and logprob bits as the host sampler on the copied vocabulary rows
-// (device_greedy off), in one mixed batch with greedy, device-drawn and full-row requests.
-TEST_F(CudaModel, EngineCandidateRowsEqualHostSampler) {
+// Top-k + top-p / min-p rows on CUDA (bf16 logits): the device draw (ops::sample_tokens with its
+// integer filters) gives the same tokens and logprob bits as the host sampler on the copied
+// vocabulary rows (device_greedy off), in one mixed batch with greedy, device-drawn and full-row
+// requests.
+TEST_F(CudaModel, EngineFilteredRowsEqualHostSampler) {
   std::map<std::string, std::pair<std::vector<int32_t>, std::vector<engine::TokenLogprob>>> outs[2];
   ModelOptions o;
   o.device = Device::kCuda;
