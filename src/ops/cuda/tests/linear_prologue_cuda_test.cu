@@ -89,17 +89,17 @@ TEST(NormLinearCuda, FusedEqualsNormThenLinearOnEveryPath) {
   EXPECT_GT(checked, 100);
 }
 
-// The comparison above can fail: a norm weight one ulp off in one element changes y.
+// The comparison above can fail: norm weights one ulp off change y.
 TEST(NormLinearCuda, PerturbedNormIsCaught) {
   const int64_t N = 4096, K = 1024, M = 2;
   DeviceBuffer wd(size_t(N) * K * 2), nd(size_t(K) * 2), nd2(size_t(K) * 2);
   fill_random_device(wd.u16(), size_t(N) * K, 7);
   fill_random_device(nd.u16(), size_t(K), 8);
   ASSERT_EQ(cudaMemcpy(nd2.ptr, nd.ptr, nd.bytes, cudaMemcpyDeviceToDevice), cudaSuccess);
-  uint16_t e = 0;
-  ASSERT_EQ(cudaMemcpy(&e, nd2.ptr, 2, cudaMemcpyDeviceToHost), cudaSuccess);
-  e ^= 1;
-  ASSERT_EQ(cudaMemcpy(nd2.ptr, &e, 2, cudaMemcpyHostToDevice), cudaSuccess);
+  std::vector<uint16_t> e(static_cast<size_t>(K));  // every element one ulp off (one alone may round away)
+  ASSERT_EQ(cudaMemcpy(e.data(), nd2.ptr, K * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (uint16_t& v : e) v ^= 1;
+  ASSERT_EQ(cudaMemcpy(nd2.ptr, e.data(), K * 2, cudaMemcpyHostToDevice), cudaSuccess);
   Rows r(M, K, N);
   fill_random_device(r.res.u16(), r.res.bytes / 2, 9);
   fill_random_device(r.x.u16(), r.x.bytes / 2, 10);
@@ -211,11 +211,11 @@ unsigned long long swiglu_vs_ops(const DeviceBuffer& gu, int64_t M, int64_t K, i
   ctx.device = Device::kCuda;
   DeviceBuffer act(M * K * 2), y(M * N * 2), ref_y(M * N * 2), gu_ref(gu.bytes);
   EXPECT_EQ(cudaMemcpy(gu_ref.ptr, gu.ptr, gu.bytes, cudaMemcpyDeviceToDevice), cudaSuccess);
-  if (perturb_ref) {  // one element of gate, one ulp
-    uint16_t e = 0;
-    EXPECT_EQ(cudaMemcpy(&e, gu_ref.ptr, 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    e ^= 1;
-    EXPECT_EQ(cudaMemcpy(gu_ref.ptr, &e, 2, cudaMemcpyHostToDevice), cudaSuccess);
+  if (perturb_ref) {  // every gate element of row 0, one ulp (one alone may round away)
+    std::vector<uint16_t> e(static_cast<size_t>(K));
+    EXPECT_EQ(cudaMemcpy(e.data(), gu_ref.ptr, K * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (uint16_t& v : e) v ^= 1;
+    EXPECT_EQ(cudaMemcpy(gu_ref.ptr, e.data(), K * 2, cudaMemcpyHostToDevice), cudaSuccess);
   }
   poison(y);
   poison(ref_y);
@@ -260,7 +260,7 @@ TEST(SwigluLinearCuda, FusedEqualsSiluMulThenLinearOnEveryPath) {
   EXPECT_GT(checked, 60);
 }
 
-// The comparison above can fail: one gate element one ulp off changes y.
+// The comparison above can fail: gate elements one ulp off change y.
 TEST(SwigluLinearCuda, PerturbedInputIsCaught) {
   const int64_t N = 1024, K = 3072, M = 1;
   DeviceBuffer wd(N * K * 2), gu(M * 2 * K * 2);
