@@ -2,7 +2,8 @@
 """Peer for bench_attention: torch scaled_dot_product_attention on the same shapes (32 q heads,
 8 kv heads via enable_gqa, head_dim 128, bf16), contiguous (not paged) KV. Decode rotates over KV
 copies (as bench_attention does) so small caches are not served from L2. CUDA-event timing,
-median of 7 runs. Prints CSV lines: kind,mode,batch,ctx,us,floor_us_or_tflops,floor_fraction."""
+median of 7 runs; --decode-only skips prefill. Prints CSV lines:
+kind,mode,batch,ctx,us,floor_us_or_tflops,floor_fraction."""
 import torch
 import torch.nn.functional as F
 
@@ -63,9 +64,11 @@ def prefill(n):
 
 
 if __name__ == "__main__":
+    import sys
     print(f"# torch {torch.__version__} on {torch.cuda.get_device_name()}", flush=True)
     for b in (1, 8, 64):
         for c in (1024, 4096, 16384):
             decode(b, c)
-    for n in (1024, 4096, 16384):
-        prefill(n)
+    if "--decode-only" not in sys.argv[1:]:
+        for n in (1024, 4096, 16384):
+            prefill(n)

@@ -27,19 +27,24 @@ int g_fused_config = 0;   // fused grid: 0 = 8 warps / 4 K/V sub-tiles, 1 = 4 / 
 int g_decode_variant = kDecodeAuto;  // decode grid: auto, legacy, or a forced variant
 
 // Decode grid variants (speed only, equal bits): warps per CTA, ring slots (16-key K or V
-// pieces) per warp, copy engine.
+// pieces) per warp, copy engine, and kv heads per CTA in the warp-chunk shape (the warps of a
+// CTA read the same keys of neighbouring heads, whose rows interleave in a cache block; 1 where
+// hkv is not a multiple). In the CTA-chunk shape (and the tail) a CTA serves warps / 4 heads (1
+// where hkv is not a multiple: then warps 4.. idle).
 struct DecodeVariant {
   int warps, ring;
   bool tma;
   int min_blocks;  // CTAs per SM the register budget is capped for
+  int hpc;         // kv heads per CTA, warp-chunk shape
 };
-constexpr DecodeVariant kDecodeVariants[] = {{4, 4, false, 1}, {4, 4, true, 1},  {4, 6, false, 1},
-                                             {4, 6, true, 1},  {4, 8, false, 1}, {4, 8, true, 1},
-                                             {4, 4, true, 3}};
+constexpr DecodeVariant kDecodeVariants[] = {
+    {4, 4, false, 1, 1}, {4, 4, true, 1, 1}, {4, 6, false, 1, 1}, {4, 6, true, 1, 1},
+    {4, 8, false, 1, 1}, {4, 8, true, 1, 1}, {4, 4, true, 3, 1},  {8, 4, true, 1, 8}};
 constexpr int kNumDecodeVariants = int(sizeof(kDecodeVariants) / sizeof(kDecodeVariants[0]));
-int g_decode_spw = 0;   // forced warp-chunk shape: sub-tiles per warp (0 = auto)
-int g_decode_cpc = 0;   // forced CTA-chunk shape: chunks per CTA (0 = auto)
-int g_decode_fold = 0;  // forced fold: 1 = last CTA, 2 = merge_chunks_kernel (0 = auto)
+int g_decode_spw = 0;    // forced warp-chunk shape: sub-tiles per warp (0 = auto)
+int g_decode_cpc = 0;    // forced CTA-chunk shape: chunks per CTA (0 = auto)
+int g_decode_fold = 0;   // forced fold: 1 = last CTA, 2 = merge_chunks_kernel (0 = auto)
+int g_decode_tail = -1;  // forced tail: chunks per token in one-chunk CTAs at the end (-1 = auto)
 
 // Chunk partials: grown with cudaMalloc outside capture, never freed. One per device: the
 // ranks of a tensor-parallel group drive several GPUs from one process.
@@ -181,7 +186,7 @@ void launch_prefill_wgmma(const attn::Params& p, cudaStream_t st) {
 template <int DH, int kWarps, int kRing, bool kTma, int kMinBlocks = 1>
 void launch_decode_t(const attn::Params& p, const attn::DecodeArgs& a, cudaStream_t st) {
   constexpr int ring = attn::decode_ring_bytes<DH, kWarps, kRing>();
-  const int park = a.cpc > 0 ? kWarps * attn::park_floats<DH>(p.group) * 4 : 0;
+  const int park = a.cpc > 0 || a.tail_ctas > 0 ? kWarps * attn::park_floats<DH>(p.group) * 4 : 0;
   const int smem = attn::decode_smem_bytes(ring, kWarps, kRing, a.tab_cap, park);
   static std::atomic<uint64_t> configured{0};
   once_per_device(configured, [] {
@@ -197,7 +202,7 @@ void launch_decode_t(const attn::Params& p, const attn::DecodeArgs& a, cudaStrea
     BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              optin - int(attr.sharedSizeBytes)));
   });
-  const dim3 grid(unsigned(int64_t(p.M) * p.hkv * a.ctas_per_head));
+  const dim3 grid(unsigned(a.main_ctas + int64_t(p.M) * (p.hkv / a.tail_hpc) * a.tail_ctas));
   BITEXACT_CUDA_CHECK(launch_pdl(attn::decode_kernel<DH, kWarps, kRing, kTma, kMinBlocks>, grid,
                                  dim3(32 * kWarps), smem, st, p, a));
 }
@@ -232,8 +237,10 @@ void launch_decode(int variant, const attn::Params& p, const attn::DecodeArgs& a
       return launch_decode_t<DH, 4, 8, false>(p, a, st);
     case 5:
       return launch_decode_t<DH, 4, 8, true>(p, a, st);
-    default:
+    case 6:
       return launch_decode_t<DH, 4, 4, true, 3>(p, a, st);
+    default:
+      return launch_decode_t<DH, 8, 4, true>(p, a, st);
   }
 }
 
@@ -247,16 +254,21 @@ void launch_decode(int variant, const attn::Params& p, const attn::DecodeArgs& a
 // above, a chunk per warp, with the 8-slot cp.async ring below 6 and the 4-slot TMA ring above.
 // merge_chunks_kernel folds: the last-CTA fold was never faster (1-2% slower at batch 64, up to
 // 55% at small batches, where every CTA pays the fence and counter round trips).
+// Session 6 (same sweep method, docs/notes/cuda_ops.md): from w = 24 the last ceil(#SM / (M *
+// hkv)) chunks of every token run as a tail of one-chunk CTAs (b8 x 16k 222.4 -> 219.0-220.6 us,
+// b64 x 4k 409.7 -> 404.9, b64 x 16k 1575.5 -> 1568.0; slower where the grid is 1-2 waves: b8 x
+// 4k 62.3 -> 65-67, b64 x 1k 113.6 -> 121.9), and from w = 128 the 8-warp CTAs serving the 8
+// kv heads of a token (variant 7: b64 x 16k 1568.0 -> 1559.1, in three calls 0.4-0.8% faster).
 struct DecodeShape {
-  int variant, spw, cpc, fold;
+  int variant, spw, cpc, fold, tail;
 };
 DecodeShape pick_decode(int64_t M, int64_t hkv, int64_t chunks) {
-  DecodeShape d{g_decode_variant, g_decode_spw, g_decode_cpc, g_decode_fold};
+  DecodeShape d{g_decode_variant, g_decode_spw, g_decode_cpc, g_decode_fold, g_decode_tail};
   const int64_t heads = M * hkv, work = heads * chunks, sms = sm_count();
   if (d.variant == kDecodeAuto) {
-    if (2 * work <= sms) return {kDecodeTile4, 0, 0, 0};
-    if (2 * work < 3 * sms) return {kDecodeLegacy, 0, 0, 0};
-    d.variant = work >= 3 * sms && work < 6 * sms ? 4 : 1;
+    if (2 * work <= sms) return {kDecodeTile4, 0, 0, 0, 0};
+    if (2 * work < 3 * sms) return {kDecodeLegacy, 0, 0, 0, 0};
+    d.variant = work >= 3 * sms && work < 6 * sms ? 4 : work >= 128 * sms ? 7 : 1;
   }
   if (d.fold <= 0) d.fold = 2;
   if (d.spw <= 0 && d.cpc <= 0) {
@@ -269,8 +281,11 @@ DecodeShape pick_decode(int64_t M, int64_t hkv, int64_t chunks) {
     }
   }
   if (d.cpc > 0) d.spw = 0;
+  if (d.tail < 0) d.tail = work >= 24 * sms ? int((sms + heads - 1) / heads) : 0;
   return d;
 }
+
+void merge_chunk_partials(const attn::Params& p, int64_t dh, cudaStream_t st, bool may_stage);
 
 template <int DH>
 void launch(const attn::Params& base, bool fused, bool wgmma, int splits, cudaStream_t st) {
@@ -317,10 +332,7 @@ void launch(const attn::Params& base, bool fused, bool wgmma, int splits, cudaSt
       BITEXACT_CUDA_CHECK(launch_pdl(attn::split_kernel<DH, true>, grid, dim3(128), smem, st, p));
   }
   BITEXACT_CUDA_CHECK_LAUNCH();
-  if (splits > 1) {
-    BITEXACT_CUDA_CHECK(launch_pdl(attn::merge_chunks_kernel<DH>, dim3(unsigned(p.M), unsigned(p.hq)),
-                                   dim3(DH), 0, st, p));
-  }
+  if (splits > 1) merge_chunk_partials(p, DH, st, false);
 }
 
 int log2_exact(int64_t v) {
@@ -337,13 +349,35 @@ void bind_chunk_partials(attn::Params& p, int64_t chunks, int64_t dh, cudaStream
   p.part_ml = ws + M * hq * chunks * dh;
 }
 
-// Folds the chunk partials of every (token, q head) in chunk order: merge_chunks_kernel.
-void merge_chunk_partials(const attn::Params& p, int64_t dh, cudaStream_t st) {
+// Folds the chunk partials of every (token, q head) in chunk order: merge_chunks_kernel, or after
+// the decode and tile4 grids (may_stage), for grids of fewer than 8 CTAs per SM,
+// merge_chunks_staged_kernel (equal bits; speed only). H100, 2026-11-24, same calls: b8 x 1k / 4k /
+// 16k 21.2 / 64.2 / 229.4 -> 20.4 / 62.4 / 217.6 us, b1 x 16k 46.1 -> 45.4; but after the legacy
+// stream grid b1 x 4k 14.15 -> 14.8, so that one keeps merge_chunks_kernel; at batch 64 (2048
+// CTAs) a build using it measured 1559 -> 1610 (not isolated), so large grids keep it too.
+void merge_chunk_partials(const attn::Params& p, int64_t dh, cudaStream_t st, bool may_stage) {
   const dim3 grid(unsigned(p.M), unsigned(p.hq));
+  const bool staged = may_stage && int64_t(p.M) * p.hq < 8 * int64_t(sm_count());
+  // The staged kernel's 33 KB of static shared memory: ask for the carveout the decode grids
+  // run with (all shared), meant to spare the SMs an L1 / shared reconfiguration between the two
+  // kernels (the final build measured has it; its effect alone was not measured).
+  static std::atomic<uint64_t> configured{0};
+  once_per_device(configured, [] {
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::merge_chunks_staged_kernel<64>,
+                                             cudaFuncAttributePreferredSharedMemoryCarveout,
+                                             int(cudaSharedmemCarveoutMaxShared)));
+    BITEXACT_CUDA_CHECK(cudaFuncSetAttribute(attn::merge_chunks_staged_kernel<128>,
+                                             cudaFuncAttributePreferredSharedMemoryCarveout,
+                                             int(cudaSharedmemCarveoutMaxShared)));
+  });
   if (dh == 64)
-    BITEXACT_CUDA_CHECK(launch_pdl(attn::merge_chunks_kernel<64>, grid, dim3(64), 0, st, p));
+    BITEXACT_CUDA_CHECK(
+        launch_pdl(staged ? attn::merge_chunks_staged_kernel<64> : attn::merge_chunks_kernel<64>,
+                   grid, dim3(64), 0, st, p));
   else
-    BITEXACT_CUDA_CHECK(launch_pdl(attn::merge_chunks_kernel<128>, grid, dim3(128), 0, st, p));
+    BITEXACT_CUDA_CHECK(
+        launch_pdl(staged ? attn::merge_chunks_staged_kernel<128> : attn::merge_chunks_kernel<128>,
+                   grid, dim3(128), 0, st, p));
 }
 
 }  // namespace
@@ -352,13 +386,16 @@ void set_attention_path(AttentionPath path) { g_path = path; }
 void set_attention_streaming(bool on) { g_streaming = on; }
 void set_attention_fused_config(int config) { g_fused_config = config; }
 void set_attention_wgmma_flat_merge(bool on) { g_wgmma_flat = on; }
-void set_attention_decode(int variant, int spw, int cpc, int fold) {
+void set_attention_decode(int variant, int spw, int cpc, int fold, int tail) {
   if (variant >= kNumDecodeVariants || variant < kDecodeTile4)
     fail(ErrorKind::kInvalidArgument,
          "set_attention_decode: no variant " + std::to_string(variant));
-  if (spw < 0 || spw % 4 != 0 || cpc < 0 || (spw > 0 && cpc > 0) || fold < 0 || fold > 2)
+  if (spw < 0 || spw % 4 != 0 || cpc < 0 || (spw > 0 && cpc > 0) || fold < 0 || fold > 2 ||
+      tail < -1)
     fail(ErrorKind::kInvalidArgument,
-         "set_attention_decode: spw must be a multiple of 4, cpc >= 0, not both set; fold 0..2");
+         "set_attention_decode: spw must be a multiple of 4, cpc >= 0, not both set; fold 0..2; "
+         "tail >= -1");
+  g_decode_tail = tail;
   g_decode_variant = variant;
   g_decode_spw = spw;
   g_decode_cpc = cpc;
@@ -466,14 +503,18 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
       launch_tile4<64>(p, a, st);
     else
       launch_tile4<128>(p, a, st);
-    if (chunks > 1) merge_chunk_partials(p, dh, st);
+    if (chunks > 1) merge_chunk_partials(p, dh, st, true);
     return;
   }
   if (!fused && ctx.batch_invariant && d.variant != kDecodeLegacy) {
     int* cnt = nullptr;
     if (d.fold == 1 && M * hkv <= kMaxCounters) cnt = counters(!capturing(st));
     if (!cnt) d.fold = 2;
-    const int warps = kDecodeVariants[d.variant].warps;
+    const DecodeVariant& var = kDecodeVariants[d.variant];
+    const int warps = var.warps;
+    attn::DecodeArgs a{};
+    a.hpc = d.cpc > 0 ? warps / 4 : var.hpc;
+    if (hkv % a.hpc != 0) a.hpc = 1;
     // Block-table entries a warp stages: keep the table within 16 KB per CTA.
     auto tab_cap = [&](int64_t keys) {
       return int((keys + meta.block_size - 1) / meta.block_size + 2);
@@ -481,18 +522,27 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
     while (d.spw % 8 == 0 && d.spw > 0 && tab_cap(d.spw * attn::kSubKeys) * warps * 4 > 16384)
       d.spw /= 2;
     while (d.cpc > 1 && tab_cap(int64_t(d.cpc) * kAttentionChunk) * warps * 4 > 16384) d.cpc /= 2;
-    attn::DecodeArgs a{};
     a.spw = d.spw;
     a.cpc = d.cpc;
+    // The tail: the last d.tail chunks of every token, warp-chunk shape only, one chunk left at
+    // least for the main region.
+    const int64_t tail =
+        d.cpc > 0 ? 0 : std::max<int64_t>(0, std::min<int64_t>(d.tail, chunks - 1));
+    a.tail_k = int(chunks - tail);
+    a.tail_ctas = int(tail);
+    a.tail_hpc = hkv % (warps / 4) == 0 ? warps / 4 : 1;
     if (d.cpc > 0) {
       a.ctas_per_head = int((chunks + d.cpc - 1) / d.cpc);
       a.tab_cap = tab_cap(int64_t(d.cpc) * kAttentionChunk);
     } else {
-      const int64_t cta_sub = int64_t(warps) * d.spw;
-      a.ctas_per_head = int((4 * chunks + cta_sub - 1) / cta_sub);
-      a.tab_cap = tab_cap(int64_t(d.spw) * attn::kSubKeys);
+      const int64_t cta_sub = int64_t(warps / a.hpc) * d.spw;
+      a.ctas_per_head = int((4 * a.tail_k + cta_sub - 1) / cta_sub);
+      a.tab_cap = std::max(tab_cap(int64_t(d.spw) * attn::kSubKeys),
+                           tail > 0 ? tab_cap(kAttentionChunk) : 0);
     }
+    a.main_ctas = int(M * (hkv / a.hpc) * a.ctas_per_head);
     a.max_units = int(chunks);
+    if (a.hpc > 1 || tail > 0) d.fold = 2;  // the last-CTA fold: one kv head per CTA, no tail
     a.fold_kernel = d.fold == 2;
     a.counters = cnt;
     if (chunks > 1) bind_chunk_partials(p, chunks, dh, st);
@@ -500,7 +550,7 @@ void attention(const ExecContext& ctx, const Tensor& q, const Tensor& k_cache,
       launch_decode<64>(d.variant, p, a, st);
     else
       launch_decode<128>(d.variant, p, a, st);
-    if (a.fold_kernel && chunks > 1) merge_chunk_partials(p, dh, st);
+    if (a.fold_kernel && chunks > 1) merge_chunk_partials(p, dh, st, true);
     return;
   }
   if (!fused && splits > 1) {

@@ -26,14 +26,17 @@ void set_attention_wgmma_flat_merge(bool on);
 // The decode grid (invariant mode, when the fused grid is not chosen). kDecodeAuto picks by shape;
 // kDecodeLegacy runs the stream / split grids above (with their merge kernel); 0 ..
 // attention_decode_variants() - 1 force one configuration of attention_decode.cuh (ring depth,
-// cp.async or TMA), and a shape: `spw` > 0 (a multiple of 4) sub-tiles per warp (warp-chunk),
-// or `cpc` > 0 chunks per CTA (CTA-chunk); both 0: chosen by shape. `fold`: who folds the chunk
-// partials, 1 = the last CTA to arrive, 2 = merge_chunks_kernel launched after; 0 = chosen.
-// Speed only; tests compare the bits of all of them.
+// cp.async or TMA, warps and kv heads per CTA), and a shape: `spw` > 0 (a multiple of 4)
+// sub-tiles per warp (warp-chunk), or `cpc` > 0 chunks per CTA (CTA-chunk); both 0: chosen by
+// shape. `fold`: who folds the chunk partials, 1 = the last CTA to arrive, 2 = merge_chunks_kernel
+// launched after; 0 = chosen. `tail` (warp-chunk shape only): the last `tail` chunks of every
+// token go to CTAs launched after the others, one chunk per CTA with 4 warps per chunk (the
+// CTA-chunk shape), so the grid ends on short-lived CTAs; -1 = chosen, 0 = none (one chunk always
+// stays in the main part). Speed only; tests compare the bits of all of them.
 // kDecodeTile4 runs attention_tile4.cuh (a CTA of 4 warps per sub-tile, a cluster per chunk;
-// spw / cpc / fold are ignored): the tiniest grids' decode.
+// spw / cpc / fold / tail are ignored): the tiniest grids' decode.
 constexpr int kDecodeAuto = -1, kDecodeLegacy = -2, kDecodeTile4 = -3;
-void set_attention_decode(int variant, int spw = 0, int cpc = 0, int fold = 0);
+void set_attention_decode(int variant, int spw = 0, int cpc = 0, int fold = 0, int tail = -1);
 int attention_decode_variants();
 
 // Grows the chunk-partial workspace to cover a batch of `tokens` query tokens with up to

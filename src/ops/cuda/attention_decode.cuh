@@ -7,6 +7,10 @@
 //    (+) s3; no synchronisation between warps (large batches);
 //  - CTA-chunk: the 4 warps of a CTA take the 4 sub-tiles of a chunk and merge them in order
 //    through shared memory (small batches: 4x the parallelism per chunk).
+// A CTA may serve several kv heads of one token (DecodeArgs::hpc: the 8-warp variant's warps
+// read the same keys of the 8 heads, whose rows interleave in a cache block), and a grid may end
+// with a "tail" of CTA-chunk CTAs taking the last chunks of every token one at a time, so that
+// the last CTAs to run are short-lived (DecodeArgs::tail_k).
 // Chunk partials go to the workspace and merge_chunks_kernel, launched next, folds them left to
 // right with the one merge function (fold_kernel, the faster option measured), or the last CTA
 // of a (token, kv head) to arrive does (integer counter, no floating-point atomics); a token with
@@ -21,11 +25,21 @@ namespace bitexact::ops::cuda::attn {
 struct DecodeArgs {
   int spw;            // warp-chunk mode: sub-tiles per warp (a multiple of 4)
   int cpc;            // CTA-chunk mode (> 0): chunks per CTA; 0: warp-chunk mode
-  int ctas_per_head;  // CTAs per (token, kv head); blockIdx.x = kvh + hkv * (cta + cpt * token)
+  int ctas_per_head;  // CTAs per (token, head group); blockIdx.x = hg + (hkv / hpc) * (cta + cpt *
+                      // token)
+  int hpc;            // kv heads per CTA (head group hg = kv heads [hg * hpc, hg * hpc + hpc));
+                      // warp-chunk: warp w takes head w % hpc; CTA-chunk: 4 warps per head
   int max_units;      // chunk slots per (token, q head) in part_o / part_ml
   int tab_cap;        // block-table entries staged per warp
   int fold_kernel;    // 1: leave the fold to merge_chunks_kernel; 0: the last CTA to arrive folds
-  int* counters;      // [M * hkv] arrivals; zero before and after every launch
+  // Tail (speed only: the last CTAs to run take a chunk each, 4 warps per chunk, so the grid's
+  // tail is one chunk's latency, not four): CTAs [0, main_ctas) take chunks [0, tail_k) in the
+  // shape above; CTAs from main_ctas take chunks [tail_k, tail_k + tail_ctas) in the CTA-chunk
+  // shape with one chunk per CTA and tail_hpc heads per CTA, blockIdx.x - main_ctas =
+  // hg + (hkv / tail_hpc) * (c - tail_k + tail_ctas * token). No tail: main_ctas = the grid,
+  // tail_k = max_units.
+  int main_ctas, tail_k, tail_ctas, tail_hpc;
+  int* counters;  // [M * hkv] arrivals; zero before and after every launch
 };
 
 // ---- TMA (bulk copy + mbarrier) helpers ----
@@ -214,15 +228,15 @@ __device__ __forceinline__ void park_rows(float* po, const Partial<DH>& s, int g
 }
 
 // The chunk partial ((w0 (+) w1) (+) w2) (+) w3 over the parked partials of the chunk's `nw`
-// sub-tiles (later ones are empty: identities), elementwise by all threads as in
-// merge_warps_store; stored as chunk partial `unit`, or as the output when `single`.
+// sub-tiles (later ones are empty: identities), elementwise by the kThreads threads tid = 0, 1,
+// ... as in merge_warps_store; stored as chunk partial `unit`, or as the output when `single`.
 template <int DH, int kThreads>
 __device__ __forceinline__ void merge_parked_store(const Params& p, const DecodeArgs& a,
                                                    const float* park, int nw, int m, int kvh,
-                                                   int unit, bool single) {
+                                                   int unit, bool single, int tid) {
   constexpr int kOPitch = DH + 8;
   const int group = p.group, park_stride = park_floats<DH>(group), ml = group * kOPitch;
-  for (int i = threadIdx.x; i < group * DH; i += kThreads) {
+  for (int i = tid; i < group * DH; i += kThreads) {
     const int r = i / DH, d = i % DH;
     const float* w0 = park;
     float om = w0[ml + r], ol = w0[ml + 16 + r];
@@ -248,10 +262,14 @@ __device__ __forceinline__ void merge_parked_store(const Params& p, const Decode
 }
 
 // kMinBlocks > 1 caps the registers so that many CTAs fit an SM (speed only).
-// Two modes (a.cpc): warp-chunk (cpc = 0): warp w of CTA cta takes sub-tiles [u0, u0 + spw),
-// u0 = (cta * kWarps + w) * spw, spw a multiple of 4, and folds each chunk in registers.
-// CTA-chunk (cpc > 0, kWarps = 4): the CTA takes chunks [cta * cpc, cta * cpc + cpc), warp w
-// sub-tile w of each, and the four partials of a chunk are merged through shared memory.
+// A CTA serves the hpc kv heads of one head group (a.hpc; 1: one kv head). Two modes (a.cpc):
+// warp-chunk (cpc = 0): warp w of CTA cta serves kv head w % hpc and takes its sub-tiles
+// [u0, u0 + spw), u0 = (cta * kWarps / hpc + w / hpc) * spw, spw a multiple of 4, and folds each
+// chunk in registers (hpc > 1: the warps of one CTA read the same keys of neighbouring heads, so
+// a cache block's interleaved rows are read together; speed only).
+// CTA-chunk (cpc > 0): the CTA takes chunks [cta * cpc, cta * cpc + cpc); warps 4i .. 4i + 3
+// serve kv head i of the group (i < hpc; the others idle), warp 4i + j sub-tile j of each chunk,
+// and the four partials of a chunk are merged through shared memory by those 4 warps.
 template <int DH, int kWarps, int kRing, bool kTma, int kMinBlocks = 1>
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) decode_kernel(Params p, DecodeArgs a) {
   pdl_wait();  // PDL (pdl.cuh): nothing of an earlier kernel is read before this
@@ -268,24 +286,35 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) decode_kernel(Params 
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem_raw + kRingBytes + tab_bytes) + warp * kRing;
   float* park = reinterpret_cast<float*>(smem_raw + kRingBytes + tab_bytes + kWarps * kRing * 8);
 
-  const int kvh = blockIdx.x % p.hkv, rest = blockIdx.x / p.hkv;
-  const int cta = rest % a.ctas_per_head, m = rest / a.ctas_per_head;
+  const bool tail = int(blockIdx.x) >= a.main_ctas;  // (uniform over the CTA)
+  const int hpc = tail ? a.tail_hpc : a.hpc, bid = tail ? blockIdx.x - a.main_ctas : blockIdx.x;
+  const int cpt = tail ? a.tail_ctas : a.ctas_per_head;
+  const int hg = bid % (p.hkv / hpc), rest = bid / (p.hkv / hpc);
+  const int cta = rest % cpt, m = rest / cpt;
   const int pos = p.token_pos[m], seq = p.token_seq[m];
   const int nsub = pos / kSubKeys + 1, nchunks = (nsub + kSubTiles - 1) / kSubTiles;
-  const bool cta_chunk = a.cpc > 0;
-  // This CTA's sub-tiles, and this warp's: ucount sub-tiles ubase, ubase + ustride, ...
-  int ubase, ustride, ucount, c0 = 0, c1 = 0, ctas;
+  const bool cta_chunk = tail || a.cpc > 0;
+  const int cpc = tail ? 1 : a.cpc;
+  // This region's chunks end at cend, its sub-tiles at send (the main region stops at tail_k).
+  const int cend = tail ? nchunks : min(nchunks, a.tail_k), send = min(nsub, 4 * cend);
+  // This warp's kv head; this CTA's sub-tiles, and this warp's: ucount sub-tiles ubase,
+  // ubase + ustride, ...
+  int kvh, ubase, ustride, ucount, c0 = 0, c1 = 0, ctas;
+  bool head_active = true;  // CTA-chunk: this warp's group of 4 serves a kv head
   if (cta_chunk) {
-    c0 = cta * a.cpc, c1 = min(c0 + a.cpc, nchunks);
-    if (c0 >= nchunks) return;  // no keys here (uniform over the CTA)
-    ubase = 4 * c0 + warp, ustride = 4;
-    ucount = ubase < nsub ? min(c1 - c0, (nsub - ubase + 3) / 4) : 0;
-    ctas = (nchunks + a.cpc - 1) / a.cpc;
+    c0 = (tail ? a.tail_k : 0) + cta * cpc, c1 = min(c0 + cpc, cend);
+    if (c0 >= cend) return;  // no keys here (uniform over the CTA)
+    head_active = (warp >> 2) < hpc;
+    kvh = hg * hpc + (head_active ? warp >> 2 : 0);
+    ubase = 4 * c0 + (warp & 3), ustride = 4;
+    ucount = head_active && ubase < nsub ? min(c1 - c0, (nsub - ubase + 3) / 4) : 0;
+    ctas = (nchunks + cpc - 1) / cpc;  // (the last-CTA fold runs without a tail only)
   } else {
-    const int cta_sub = kWarps * a.spw;
-    if (cta * cta_sub >= nsub) return;
-    ubase = (cta * kWarps + warp) * a.spw, ustride = 1;
-    ucount = max(0, min(a.spw, nsub - ubase));
+    const int wph = kWarps / hpc, cta_sub = wph * a.spw;  // warps per head, sub-tiles per head
+    if (cta * cta_sub >= send) return;
+    kvh = hg * hpc + warp % hpc;
+    ubase = (cta * wph + warp / hpc) * a.spw, ustride = 1;
+    ucount = max(0, min(a.spw, send - ubase));
     ctas = (nsub + cta_sub - 1) / cta_sub;
   }
   const int64_t head_off = int64_t(kvh) * p.c_s2;
@@ -399,8 +428,10 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) decode_kernel(Params 
         park_rows<DH>(my_park, sp, p.group);
       }
       __syncthreads();  // the chunk's partials are parked
-      merge_parked_store<DH, 32 * kWarps>(p, a, park, min(4, nsub - 4 * c), m, kvh, c,
-                                          nchunks == 1);
+      if (head_active)  // the 4 warps of this kv head merge its 4 parked partials
+        merge_parked_store<DH, 128>(p, a, park + (warp & ~3) * park_floats<DH>(p.group),
+                                    min(4, nsub - 4 * c), m, kvh, c, nchunks == 1,
+                                    threadIdx.x & 127);
       __syncthreads();  // the parked partials are read
     }
   } else if (ucount > 0) {
@@ -418,7 +449,8 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) decode_kernel(Params 
     }
   }
   if constexpr (!kTma) cp_async_wait<0>();
-  // One chunk: it was the output. fold_kernel: merge_chunks_kernel folds the workspace next.
+  // One chunk: it was the output. fold_kernel: merge_chunks_kernel folds the workspace next
+  // (always when hpc > 1: the fold below serves one kv head per CTA).
   if (nchunks == 1 || a.fold_kernel) return;  // (uniform over the CTA)
 
   // Every CTA's chunk partials are in the workspace; the last CTA of (m, kvh) to arrive folds.

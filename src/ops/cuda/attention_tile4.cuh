@@ -153,7 +153,7 @@ __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(128)
   cluster_wait();
   if (rank == 0)
     merge_parked_store<DH, 128>(p, a, park, min(kSubTiles, nsub - kSubTiles * c), m, kvh, c,
-                                nchunks == 1);
+                                nchunks == 1, threadIdx.x);
 }
 
 }  // namespace bitexact::ops::cuda::attn

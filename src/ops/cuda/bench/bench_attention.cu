@@ -13,7 +13,9 @@
 // served from L2; each number is the median of 7 timed replays.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -97,6 +99,7 @@ double time_graph(cudaStream_t st, int per_replay, F&& fn) {
 struct DecodeCfg {
   int variant, spw, cpc, fold;
   bool streaming;
+  int tail = -1;
 };
 
 // Decode: `batch` sequences of `ctx` keys each, one query token per sequence. `copies` disjoint
@@ -131,7 +134,7 @@ void bench_decode(cudaStream_t st, int batch, int ctx, bool invariant,
   const double floor_us = kv_bytes / kBandwidth * 1e6;
   for (const DecodeCfg& cfg : cfgs) {
     cuda::set_attention_streaming(cfg.streaming);
-    cuda::set_attention_decode(cfg.variant, cfg.spw, cfg.cpc, cfg.fold);
+    cuda::set_attention_decode(cfg.variant, cfg.spw, cfg.cpc, cfg.fold, cfg.tail);
     const double us = time_graph(st, copies, [&] {
       for (int c = 0; c < copies; ++c) {
         AttentionMeta meta{tseq, tpos, table_t[c], kBs, ctx};
@@ -151,6 +154,8 @@ void bench_decode(cudaStream_t st, int batch, int ctx, bool invariant,
       std::snprintf(mode, sizeof mode, cfg.streaming ? "legacy" : "legacy-1chk");
     else if (cfg.cpc > 0)
       std::snprintf(mode, sizeof mode, "v%d-c%d-f%d", cfg.variant, cfg.cpc, cfg.fold);
+    else if (cfg.tail >= 0)
+      std::snprintf(mode, sizeof mode, "v%d-s%d-f%d-t%d", cfg.variant, cfg.spw, cfg.fold, cfg.tail);
     else
       std::snprintf(mode, sizeof mode, "v%d-s%d-f%d", cfg.variant, cfg.spw, cfg.fold);
     std::printf("decode,%s,%d,%d,%.2f,%.2f,%.3f\n", mode, batch, ctx, us, floor_us, floor_us / us);
@@ -194,21 +199,50 @@ void bench_prefill(cudaStream_t st, int len, cuda::AttentionPath path, int fused
 
 }  // namespace
 
+// "a:b:c:d;..." -> rows of ints (a malformed list is an error, not a silent default).
+std::vector<std::vector<int>> parse_rows(const char* s, size_t width) {
+  std::vector<std::vector<int>> rows(1);
+  for (const char* c = s; *c;) {
+    char* end = nullptr;
+    rows.back().push_back(int(std::strtol(c, &end, 10)));
+    if (end == c) fail(ErrorKind::kInvalidArgument, std::string("bench_attention: bad list ") + s);
+    c = end;
+    if (*c == ':')
+      ++c;
+    else if (*c == ';' || *c == ',')
+      ++c, rows.emplace_back();
+  }
+  for (const auto& r : rows)
+    if (r.size() != width)
+      fail(ErrorKind::kInvalidArgument, std::string("bench_attention: bad list ") + s);
+  return rows;
+}
+
 int BITEXACT_BENCH_ENTRY(bench_attention)(int argc, char** argv) {
   bool sweep = false, decode_only = false, prefill_only = false;
+  std::vector<std::vector<int>> forced, only_points;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0) {
       std::printf(
-          "bench_attention [--sweep] [--decode-only] [--prefill-only]: CSV lines "
-          "kind,mode,batch,ctx,us,floor_us|tflops,floor_fraction\n"
+          "bench_attention [--sweep] [--decode-only] [--prefill-only] [--configs V:S:C:F:T;...] "
+          "[--points B:CTX;...]: CSV lines kind,mode,batch,ctx,us,floor_us|tflops,floor_fraction\n"
           "  --sweep: also decode variants 1,4,5 x (a chunk per warp | 1, 2 chunks per CTA) x "
-          "fold 1,2\n");
+          "fold 1,2\n"
+          "  --configs: decode only, and only the automatic grid and these forced ones\n"
+          "    (variant V, -2 legacy, -3 tile4; S sub-tiles per warp, C chunks per CTA, fold F,\n"
+          "    tail T), as in set_attention_decode\n"
+          "  --points: only these decode points (batch B, context CTX)\n");
       return 0;
     }
     sweep |= std::strcmp(argv[i], "--sweep") == 0;
     decode_only |= std::strcmp(argv[i], "--decode-only") == 0;
     prefill_only |= std::strcmp(argv[i], "--prefill-only") == 0;
+    if (std::strcmp(argv[i], "--configs") == 0 && i + 1 < argc) forced = parse_rows(argv[++i], 5);
+    if (std::strcmp(argv[i], "--points") == 0 && i + 1 < argc)
+      only_points = parse_rows(argv[++i], 2);
   }
+  const bool custom = !forced.empty() || !only_points.empty();
+  if (custom) decode_only = true;
   cuda::init_cuda_backend(0);
   cudaStream_t st;
   BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
@@ -216,12 +250,20 @@ int BITEXACT_BENCH_ENTRY(bench_attention)(int argc, char** argv) {
   const std::pair<int, int> points[] = {{1, 200},   {8, 200},   {1, 1024},  {1, 2048},
                                         {1, 4096},  {1, 16384}, {8, 1024},  {8, 4096},
                                         {8, 16384}, {64, 1024}, {64, 4096}, {64, 16384}};
-  for (auto [batch, ctx] : points) {
+  std::vector<std::pair<int, int>> todo(std::begin(points), std::end(points));
+  if (!only_points.empty()) {
+    todo.clear();
+    for (const auto& r : only_points) todo.push_back({r[0], r[1]});
+  }
+  for (auto [batch, ctx] : todo) {
     if (prefill_only) break;
-    std::vector<DecodeCfg> cfgs = {{cuda::kDecodeAuto, 0, 0, 0, true},
-                                   {cuda::kDecodeLegacy, 0, 0, 0, true},
-                                   {cuda::kDecodeTile4, 0, 0, 0, true}};
-    if (ctx == 16384) cfgs.push_back({cuda::kDecodeLegacy, 0, 0, 0, false});
+    std::vector<DecodeCfg> cfgs = {{cuda::kDecodeAuto, 0, 0, 0, true}};
+    if (!custom) {
+      cfgs.push_back({cuda::kDecodeLegacy, 0, 0, 0, true});
+      cfgs.push_back({cuda::kDecodeTile4, 0, 0, 0, true});
+      if (ctx == 16384) cfgs.push_back({cuda::kDecodeLegacy, 0, 0, 0, false});
+    }
+    for (const auto& r : forced) cfgs.push_back({r[0], r[1], r[2], r[3], true, r[4]});
     if (sweep)
       for (int v : {1, 4, 5})
         for (int fold : {1, 2}) {
@@ -232,7 +274,7 @@ int BITEXACT_BENCH_ENTRY(bench_attention)(int argc, char** argv) {
   }
   for (int batch : {1, 64})
     for (int ctx : {4096, 16384}) {
-      if (prefill_only) break;
+      if (prefill_only || custom) break;
       bench_decode(st, batch, ctx, false, {{cuda::kDecodeAuto, 0, 0, 0, true}});
     }
   if (!decode_only) {

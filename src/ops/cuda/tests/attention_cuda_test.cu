@@ -221,14 +221,17 @@ TEST_F(CudaAttention, MatchesCpuTile4D128) {
   set_attention_decode(kDecodeTile4);
   check_vs_cpu(32, 8, 128, 16, AttentionPath::kSplit);
 }
-// Decode-grid shapes the tests force (spw, cpc, fold): automatic; warp-chunk with 1, 2 and 4
-// chunks per warp; CTA-chunk with 1, 2 and 4 chunks per CTA; the fold by the last CTA (1) or by
-// merge_chunks_kernel (2).
+// Decode-grid shapes the tests force (spw, cpc, fold, tail): automatic; warp-chunk with 1, 2
+// and 4 chunks per warp, with no tail, and with the last 1 and 3 chunks of every token in
+// one-chunk CTA-chunk CTAs at the end of the grid (a 1300-token sequence has 6 chunks, so both
+// parts are non-empty); CTA-chunk with 1, 2 and 4 chunks per CTA; the fold by the last CTA (1)
+// or by merge_chunks_kernel (2).
 struct DecodeShape {
-  int spw, cpc, fold;
+  int spw, cpc, fold, tail;
 };
-constexpr DecodeShape kDecodeShapes[] = {{0, 0, 0}, {4, 0, 1}, {4, 0, 2}, {8, 0, 1}, {16, 0, 2},
-                                         {0, 1, 1}, {0, 1, 2}, {0, 2, 1}, {0, 4, 2}};
+constexpr DecodeShape kDecodeShapes[] = {{0, 0, 0, -1}, {4, 0, 1, 0}, {4, 0, 2, 1},  {8, 0, 1, 0},
+                                         {16, 0, 2, 0}, {8, 0, 2, 3}, {0, 1, 1, -1}, {0, 1, 2, -1},
+                                         {0, 2, 1, -1}, {0, 4, 2, -1}};
 
 // The decode grid on its own (forced with the split path, so prefill tokens take it too): every
 // variant in every shape gives the fused grid's bits, for head_dim 64 and 128, groups 1 to
@@ -251,11 +254,11 @@ TEST_F(CudaAttention, DecodeVariantsGiveFusedBits) {
         << c.bs;
     set_attention_path(AttentionPath::kSplit);
     for (int v = 0; v < attention_decode_variants(); ++v)
-      for (auto [spw, cpc, fold] : kDecodeShapes) {
-        set_attention_decode(v, spw, cpc, fold);
+      for (auto [spw, cpc, fold, tail] : kDecodeShapes) {
+        set_attention_decode(v, spw, cpc, fold, tail);
         EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref))
-            << "variant " << v << " spw " << spw << " cpc " << cpc << " fold " << fold << " hq "
-            << c.hq << " hkv " << c.hkv << " dh " << c.dh << " bs " << c.bs;
+            << "variant " << v << " spw " << spw << " cpc " << cpc << " fold " << fold << " tail "
+            << tail << " hq " << c.hq << " hkv " << c.hkv << " dh " << c.dh << " bs " << c.bs;
       }
     set_attention_decode(kDecodeLegacy);
     EXPECT_TRUE(same_bytes(run(w, toks, w.gkc.t, w.gvc.t), ref)) << "legacy, hq " << c.hq;
@@ -367,24 +370,24 @@ TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
     AttentionPath path;
     bool streaming;
     int fused_config;
-    int decode, spw, cpc, fold;
+    int decode, spw, cpc, fold, tail;
   };
-  std::vector<Grid> grids = {{AttentionPath::kAuto, true, 0, kDecodeAuto, 0, 0, 0},
-                             {AttentionPath::kSplit, true, 0, kDecodeLegacy, 0, 0, 0},
-                             {AttentionPath::kSplit, false, 0, kDecodeLegacy, 0, 0, 0},
-                             {AttentionPath::kSplit, true, 0, kDecodeTile4, 0, 0, 0},
-                             {AttentionPath::kFused, true, 0, kDecodeAuto, 0, 0, 0},
-                             {AttentionPath::kFused, true, 1, kDecodeAuto, 0, 0, 0},
-                             {AttentionPath::kFused, true, 2, kDecodeAuto, 0, 0, 0},
-                             {AttentionPath::kWgmma, true, 0, kDecodeAuto, 0, 0, 0}};
+  std::vector<Grid> grids = {{AttentionPath::kAuto, true, 0, kDecodeAuto, 0, 0, 0, -1},
+                             {AttentionPath::kSplit, true, 0, kDecodeLegacy, 0, 0, 0, -1},
+                             {AttentionPath::kSplit, false, 0, kDecodeLegacy, 0, 0, 0, -1},
+                             {AttentionPath::kSplit, true, 0, kDecodeTile4, 0, 0, 0, -1},
+                             {AttentionPath::kFused, true, 0, kDecodeAuto, 0, 0, 0, -1},
+                             {AttentionPath::kFused, true, 1, kDecodeAuto, 0, 0, 0, -1},
+                             {AttentionPath::kFused, true, 2, kDecodeAuto, 0, 0, 0, -1},
+                             {AttentionPath::kWgmma, true, 0, kDecodeAuto, 0, 0, 0, -1}};
   for (int v = 0; v < attention_decode_variants(); ++v)
-    for (auto [spw, cpc, fold] : kDecodeShapes)
-      grids.push_back({AttentionPath::kSplit, true, 0, v, spw, cpc, fold});
+    for (auto [spw, cpc, fold, tail] : kDecodeShapes)
+      grids.push_back({AttentionPath::kSplit, true, 0, v, spw, cpc, fold, tail});
   for (const Grid& grid : grids) {
     set_attention_path(grid.path);
     set_attention_streaming(grid.streaming);
     set_attention_fused_config(grid.fused_config);
-    set_attention_decode(grid.decode, grid.spw, grid.cpc, grid.fold);
+    set_attention_decode(grid.decode, grid.spw, grid.cpc, grid.fold, grid.tail);
     const int pi = int(&grid - grids.data());
     // Prefill of all 64 sequences at once.
     Bytes all = run(w, b.all_tokens(), w.gkc.t, w.gvc.t);
@@ -424,14 +427,16 @@ TEST_F(CudaAttention, BitwiseAcrossBatchingChunkingAndGrids) {
   reset();
   EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long]))
       << "decode of the 2600-token sequence";
-  // Token by token through forced decode shapes (variant, spw, cpc): warp-chunk and CTA-chunk,
-  // cp.async and TMA.
-  const int forced[][4] = {{1, 4, 0, 1}, {0, 0, 1, 1}, {3, 0, 2, 2}, {2, 8, 0, 2}};
-  for (auto [v, spw, cpc, fold] : forced) {
-    set_attention_decode(v, spw, cpc, fold);
+  // Token by token through forced decode shapes (variant, spw, cpc, fold, tail): warp-chunk and
+  // CTA-chunk,
+  // cp.async and TMA, a tail of 2 chunks, 8 warps serving 2 kv heads (variant 7).
+  const int forced[][5] = {{1, 4, 0, 1, 0}, {0, 0, 1, 1, -1}, {3, 0, 2, 2, -1},
+                           {2, 8, 0, 2, 0}, {1, 4, 0, 2, 2},  {7, 0, 1, 2, -1}};
+  for (auto [v, spw, cpc, fold, tail] : forced) {
+    set_attention_decode(v, spw, cpc, fold, tail);
     EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long]))
         << "decode of the 2600-token sequence, variant " << v << " spw " << spw << " cpc " << cpc
-        << " fold " << fold;
+        << " fold " << fold << " tail " << tail;
   }
   set_attention_decode(kDecodeTile4);
   EXPECT_TRUE(same_bytes(b.chunked(s_long, 1), b.alone[s_long])) << "decode, tile4 grid";
@@ -447,13 +452,19 @@ TEST_F(CudaAttention, GraphReplayEqualsEager) {
   World& w = b.w;
   cudaStream_t st;
   BITEXACT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  // Decode with the automatic grid, then forced CTA-chunk and warp-chunk shapes; prefill last.
-  const int shapes[][4] = {
-      {kDecodeAuto, 0, 0, 0},  {1, 0, 1, 1},           {2, 4, 0, 1}, {3, 0, 1, 2},
-      {kDecodeTile4, 0, 0, 0}, {kDecodeAuto, -1, 0, 0}, {kDecodeAuto, -2, 0, 0}};
-  for (auto [variant, spw, cpc, fold] : shapes) {
+  // Decode with the automatic grid, then forced CTA-chunk and warp-chunk shapes (one with a
+  // tail); prefill last.
+  const int shapes[][5] = {{kDecodeAuto, 0, 0, 0, -1},
+                           {1, 0, 1, 1, -1},
+                           {2, 4, 0, 1, -1},
+                           {3, 0, 1, 2, -1},
+                           {7, 4, 0, 2, 2},
+                           {kDecodeTile4, 0, 0, 0, -1},
+                           {kDecodeAuto, -1, 0, 0, -1},
+                           {kDecodeAuto, -2, 0, 0, -1}};
+  for (auto [variant, spw, cpc, fold, tail] : shapes) {
     const bool decode = spw >= 0;
-    set_attention_decode(variant, std::max(spw, 0), cpc, fold);
+    set_attention_decode(variant, std::max(spw, 0), cpc, fold, tail);
     // Prefill: -1 the automatic grid (the wgmma one), -2 the mma.sync fused grid forced.
     set_attention_path(spw == -2 ? AttentionPath::kFused : AttentionPath::kAuto);
     std::vector<Tok> toks = decode ? b.last_tokens() : b.all_tokens();
