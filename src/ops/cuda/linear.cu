@@ -235,6 +235,23 @@ void check_linear_args(const Tensor& x, const Tensor& w, const Tensor& y) {
   if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) bad("dimension too large");
 }
 
+// The GEMM's parameters for x [M, K], w [N, K], y [M, N] (checked by check_linear_args) and
+// the (N, K) plan; the mode-specific fields stay zero.
+LinearParams linear_params(const Tensor& x, const Tensor& w, Tensor& y, const LinearPlan& plan) {
+  LinearParams p{};
+  p.x = static_cast<const __nv_bfloat16*>(x.data);
+  p.w = static_cast<const __nv_bfloat16*>(w.data);
+  p.y = static_cast<__nv_bfloat16*>(y.data);
+  p.ldx = x.stride[0];
+  p.ldy = y.stride[0];
+  p.M = int(x.dim(0));
+  p.N = int(w.dim(0));
+  p.K = int(x.dim(1));
+  p.kc = plan.kc;
+  p.S = plan.S;
+  return p;
+}
+
 void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, Tensor& y,
                       LinearPath path, int64_t plan_rows) {
   check_linear_args(x, w, y);
@@ -246,18 +263,8 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
     return;
   }
   // A column shard of a larger weight cuts K like the whole weight: TP degree changes N only.
-  LinearPlan plan = linear_plan(plan_rows > 0 ? plan_rows : N, K);
-  LinearParams p{};
-  p.x = static_cast<const __nv_bfloat16*>(x.data);
-  p.w = static_cast<const __nv_bfloat16*>(w.data);
-  p.y = static_cast<__nv_bfloat16*>(y.data);
-  p.ldx = x.stride[0];
-  p.ldy = y.stride[0];
-  p.M = int(M);
-  p.N = int(N);
-  p.K = int(K);
-  p.kc = plan.kc;
-  p.S = plan.S;
+  const LinearPlan plan = linear_plan(plan_rows > 0 ? plan_rows : N, K);
+  LinearParams p = linear_params(x, w, y, plan);
   const bool auto_path = path == LinearPath::kAuto;
   if (auto_path) path = linear_auto_path(M, N, K);
   switch (path) {
@@ -334,18 +341,8 @@ void norm_linear_invariant(const ExecContext& ctx, const Tensor& residual, const
   }
   if (residual_out != nullptr && (residual_out->data == residual.data || residual_out->data == x->data))
     bad("residual_out must not alias residual or x (other CTAs read them)");
-  LinearPlan plan = linear_plan(N, K);
-  LinearParams p{};
-  p.x = static_cast<const __nv_bfloat16*>(residual.data);  // not read: the norm makes x
-  p.w = static_cast<const __nv_bfloat16*>(w.data);
-  p.y = static_cast<__nv_bfloat16*>(y.data);
-  p.ldx = residual.stride[0];
-  p.ldy = y.stride[0];
-  p.M = int(M);
-  p.N = int(N);
-  p.K = int(K);
-  p.kc = plan.kc;
-  p.S = plan.S;
+  const LinearPlan plan = linear_plan(N, K);
+  LinearParams p = linear_params(residual, w, y, plan);  // p.x is not read: the norm makes x
   p.norm.residual = static_cast<const __nv_bfloat16*>(residual.data);
   p.norm.ldr = residual.stride[0];
   if (x != nullptr) {
@@ -390,17 +387,7 @@ void swiglu_linear_invariant(const ExecContext& ctx, const Tensor& gate_up, cons
   const LinearPlan plan = linear_plan(N, K);
   const ResidentPath rp = resident_path(M, N, K, plan.S, path, "swiglu_linear");
   if (int64_t(kResRows) * (rp.split ? plan.kc : K) * 2 > kMaxResidentBytes) bad("too many resident rows on this path");
-  LinearParams p{};
-  p.x = static_cast<const __nv_bfloat16*>(gate_up.data);  // the kernel reads gate and up from here
-  p.w = static_cast<const __nv_bfloat16*>(w.data);
-  p.y = static_cast<__nv_bfloat16*>(y.data);
-  p.ldx = gate_up.stride[0];
-  p.ldy = y.stride[0];
-  p.M = int(M);
-  p.N = int(N);
-  p.K = int(K);
-  p.kc = plan.kc;
-  p.S = plan.S;
+  LinearParams p = linear_params(gate, w, y, plan);  // the kernel reads gate and up from p.x
   launch_small<16, 64, 128, 1, 4, 4, kResRows>(p, rp.split, static_cast<cudaStream_t>(ctx.stream), rp.cluster);
 }
 

@@ -76,6 +76,19 @@ __device__ __forceinline__ void norm_load_weights(const NormInput& n, uint4 (&w)
       w[h][i] = *reinterpret_cast<const uint4*>(n.weight + norm_group<kT, G>(h, i) * 8);
 }
 
+// This thread's groups of rows [0, M) of a [M, K] matrix (row stride ld), all loads in flight.
+template <int kT, int G, int ROWS>
+__device__ __forceinline__ void norm_load_groups(const __nv_bfloat16* p, int64_t ld, int M,
+                                                 uint4 (&v)[ROWS][kT / 128][G]) {
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+    for (int hh = 0; hh < kT / 128; ++hh)
+#pragma unroll
+      for (int i = 0; i < G; ++i)
+        if (r < M) v[r][hh][i] = *reinterpret_cast<const uint4*>(p + r * ld + norm_group<kT, G>(hh, i) * 8);
+}
+
 // Normalises rows [0, M) of n.residual (+ n.x) into `res` (shared memory): k-tile t of
 // [t_begin, t_end) at res + (t - t_begin) * ROWS * BK * 2 bytes, row r and 16-byte chunk c at
 // tile_offset<BK>(r, c), the layout load_tile gives the A stages. CTA (0, 0, 0) also writes h to
@@ -90,22 +103,10 @@ __device__ __forceinline__ void norm_rows_to_smem(const NormInput& n, const uint
   constexpr int H = kT / 128;
   const bool writer = n.x != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
   uint4 h[ROWS][H][G];
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r)
-#pragma unroll
-    for (int hh = 0; hh < H; ++hh)
-#pragma unroll
-      for (int i = 0; i < G; ++i)
-        if (r < M) h[r][hh][i] = *reinterpret_cast<const uint4*>(n.residual + r * n.ldr + norm_group<kT, G>(hh, i) * 8);
+  norm_load_groups<kT, G, ROWS>(n.residual, n.ldr, M, h);
   if (n.x != nullptr) {
     uint4 xv[ROWS][H][G];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r)
-#pragma unroll
-      for (int hh = 0; hh < H; ++hh)
-#pragma unroll
-        for (int i = 0; i < G; ++i)
-          if (r < M) xv[r][hh][i] = *reinterpret_cast<const uint4*>(n.x + r * n.ldx + norm_group<kT, G>(hh, i) * 8);
+    norm_load_groups<kT, G, ROWS>(n.x, n.ldx, M, xv);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r)
 #pragma unroll

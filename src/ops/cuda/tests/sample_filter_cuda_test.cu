@@ -10,54 +10,11 @@
 #include <algorithm>
 #include <set>
 
-#include "ops/cuda/tests/ops_test_util.cuh"
+#include "ops/cuda/tests/sample_test_util.cuh"
 #include "ops/sample_filter.h"
 
 namespace bitexact::ops::cuda::test {
 namespace {
-
-struct Drawn {
-  std::vector<int32_t> ids;
-  std::vector<float> lps;
-};
-
-Drawn cpu_draw(std::vector<float>& x, int64_t rows, int64_t v, std::vector<SampleRow>& prm) {
-  Drawn d{std::vector<int32_t>(size_t(rows), -5), std::vector<float>(size_t(rows), NAN)};
-  Tensor hx = Tensor::view(x.data(), DType::kF32, {rows, v});
-  Tensor p = Tensor::view(prm.data(), DType::kI32, {rows, kSampleRowWords});
-  Tensor ids = Tensor::view(d.ids.data(), DType::kI32, {rows});
-  Tensor lps = Tensor::view(d.lps.data(), DType::kF32, {rows});
-  ops::sample_tokens(cpu_ctx(), hx, p, ids, lps, 0);
-  return d;
-}
-
-// max_top_k < 0: the largest top_k <= kMaxSampleTopK of the rows (as the model passes it).
-Drawn gpu_draw(const Tensor& x, const std::vector<SampleRow>& prm, int max_top_k = -1) {
-  const int64_t rows = x.dim(0);
-  if (max_top_k < 0) {
-    max_top_k = 0;
-    for (const SampleRow& r : prm)
-      if (r.top_k <= kMaxSampleTopK) max_top_k = std::max(max_top_k, r.top_k);
-  }
-  auto p = device_empty(DType::kI32, {rows, kSampleRowWords});
-  BITEXACT_CUDA_CHECK(cudaMemcpy(p.t.data, prm.data(), prm.size() * sizeof(SampleRow), cudaMemcpyHostToDevice));
-  auto ids = device_empty(DType::kI32, {rows}), lps = device_empty(DType::kF32, {rows});
-  poison(ids.t);
-  poison(lps.t);
-  ops::sample_tokens(gpu_ctx(), x, p.t, ids.t, lps.t, max_top_k);
-  Drawn d{std::vector<int32_t>(size_t(rows)), std::vector<float>(size_t(rows))};
-  BITEXACT_CUDA_CHECK(cudaMemcpy(d.ids.data(), ids.t.data, ids.t.nbytes(), cudaMemcpyDeviceToHost));
-  BITEXACT_CUDA_CHECK(cudaMemcpy(d.lps.data(), lps.t.data, lps.t.nbytes(), cudaMemcpyDeviceToHost));
-  return d;
-}
-
-std::vector<float> gpu_log_softmax(const Tensor& x) {
-  auto out = device_empty(DType::kF32, {x.dim(0), x.dim(1)});
-  ops::cuda::log_softmax(gpu_ctx(), x, out.t);
-  std::vector<float> h(size_t(x.numel()));
-  BITEXACT_CUDA_CHECK(cudaMemcpy(h.data(), out.t.data, out.t.nbytes(), cudaMemcpyDeviceToHost));
-  return h;
-}
 
 uint32_t bits(float f) {
   uint32_t u;
@@ -118,7 +75,7 @@ TEST(CudaSampleFilter, EqualsCpuBitForBit) {
       if (dt == DType::kBF16) round_bf16(x);
       std::vector<SampleRow> prm = filtered_params(rng, rows);
       auto gx = upload(x, dt, {rows, v});
-      const Drawn want = cpu_draw(x, rows, v, prm), got = gpu_draw(gx.t, prm);
+      const Drawn want = cpu_draw(x, rows, v, prm, 0), got = gpu_draw(gx.t, prm);
       // The candidate count changes the path of top_k rows (candidates or count select), never
       // a result.
       for (int n : {0, 1, kMaxSampleTopK}) {
@@ -157,7 +114,7 @@ TEST(CudaSampleFilter, FlatNucleusManyDraws) {
     prm[size_t(r)] = {0.7f, r % 4 == 3 ? 2000 : 0, rng(), uint64_t(r), filter::top_p_units(0.9),
                       r % 2 ? filter::min_p_units(0.02) : 0};
   auto gx = upload(x, DType::kBF16, {rows, v});
-  const Drawn want = cpu_draw(x, rows, v, prm), got = gpu_draw(gx.t, prm);
+  const Drawn want = cpu_draw(x, rows, v, prm, 0), got = gpu_draw(gx.t, prm);
   EXPECT_EQ(got.ids, want.ids);
   std::set<int32_t> distinct(got.ids.begin(), got.ids.end());
   EXPECT_GT(distinct.size(), 100u);
@@ -190,7 +147,7 @@ TEST(CudaSampleFilter, ExactBoundaryAndPerturbation) {
                             Case{filter::top_p_units(0.9), 0, 40, {3, 9, 17, 40}}}) {
         std::vector<SampleRow> prm(static_cast<size_t>(rows));
         for (int64_t r = 0; r < rows; ++r) prm[size_t(r)] = {1.0f, c.k, 11, uint64_t(r), c.P, c.M};
-        const Drawn got = gpu_draw(gx.t, prm), want = cpu_draw(x, rows, v, prm);
+        const Drawn got = gpu_draw(gx.t, prm), want = cpu_draw(x, rows, v, prm, 0);
         EXPECT_EQ(got.ids, want.ids);
         EXPECT_EQ(std::set<int32_t>(got.ids.begin(), got.ids.end()), c.keep) << "P " << c.P << " M " << c.M;
       }
@@ -200,7 +157,7 @@ TEST(CudaSampleFilter, ExactBoundaryAndPerturbation) {
         prm[size_t(r)] = {1.0f, 0, 11, uint64_t(r), filter::top_p_units(0.5), 0};
         bad[size_t(r)] = {1.0f, 0, 11, uint64_t(r), filter::top_p_units(0.5) + 1, 0};
       }
-      const Drawn got = gpu_draw(gx.t, prm), perturbed = cpu_draw(x, rows, v, bad);
+      const Drawn got = gpu_draw(gx.t, prm), perturbed = cpu_draw(x, rows, v, bad, 0);
       EXPECT_NE(got.ids, perturbed.ids) << "a one-unit change of the threshold must be visible";
     }
 }

@@ -6,52 +6,11 @@
 // 64 other rows. Also times the op at 64 x 151936 (printed, not checked).
 #include <algorithm>
 
-#include "ops/cuda/tests/ops_test_util.cuh"
+#include "ops/cuda/tests/sample_test_util.cuh"
 
 namespace bitexact::ops::cuda::test {
 namespace {
 
-struct Drawn {
-  std::vector<int32_t> ids;
-  std::vector<float> lps;
-};
-
-Drawn cpu_draw(std::vector<float>& x, int64_t rows, int64_t v, std::vector<SampleRow>& prm) {
-  Drawn d{std::vector<int32_t>(size_t(rows), -5), std::vector<float>(size_t(rows), NAN)};
-  Tensor hx = Tensor::view(x.data(), DType::kF32, {rows, v});
-  Tensor p = Tensor::view(prm.data(), DType::kI32, {rows, kSampleRowWords});
-  Tensor ids = Tensor::view(d.ids.data(), DType::kI32, {rows});
-  Tensor lps = Tensor::view(d.lps.data(), DType::kF32, {rows});
-  ops::sample_tokens(cpu_ctx(), hx, p, ids, lps);
-  return d;
-}
-
-// max_top_k < 0: the rows' largest top_k (the tightest bound, as the model passes it).
-Drawn gpu_draw(const Tensor& x, const std::vector<SampleRow>& prm, int max_top_k = -1) {
-  const int64_t rows = x.dim(0);
-  if (max_top_k < 0) {
-    max_top_k = 0;
-    for (const SampleRow& r : prm) max_top_k = std::max(max_top_k, r.top_k);
-  }
-  auto p = device_empty(DType::kI32, {rows, kSampleRowWords});
-  BITEXACT_CUDA_CHECK(cudaMemcpy(p.t.data, prm.data(), prm.size() * sizeof(SampleRow), cudaMemcpyHostToDevice));
-  auto ids = device_empty(DType::kI32, {rows}), lps = device_empty(DType::kF32, {rows});
-  poison(ids.t);
-  poison(lps.t);
-  ops::sample_tokens(gpu_ctx(), x, p.t, ids.t, lps.t, max_top_k);
-  Drawn d{std::vector<int32_t>(size_t(rows)), std::vector<float>(size_t(rows))};
-  BITEXACT_CUDA_CHECK(cudaMemcpy(d.ids.data(), ids.t.data, ids.t.nbytes(), cudaMemcpyDeviceToHost));
-  BITEXACT_CUDA_CHECK(cudaMemcpy(d.lps.data(), lps.t.data, lps.t.nbytes(), cudaMemcpyDeviceToHost));
-  return d;
-}
-
-std::vector<float> gpu_log_softmax(const Tensor& x) {
-  auto out = device_empty(DType::kF32, {x.dim(0), x.dim(1)});
-  ops::cuda::log_softmax(gpu_ctx(), x, out.t);
-  std::vector<float> h(size_t(x.numel()));
-  BITEXACT_CUDA_CHECK(cudaMemcpy(h.data(), out.t.data, out.t.nbytes(), cudaMemcpyDeviceToHost));
-  return h;
-}
 
 std::vector<SampleRow> random_params(std::mt19937_64& rng, int64_t rows) {
   const float temps[] = {0.0f, 0.05f, 0.3f, 0.7f, 1.0f, 1.0f, 1.5f, 4.0f};
