@@ -20,6 +20,13 @@ namespace {
 // never read from the device: v2 tuning on the H100 found 128 (S about half of 264's) best.
 constexpr int kTargetCtas = 128;
 constexpr int kMinChunk = 256;
+// At most kMaxChunks chunks, the cluster fold's limit (beyond it a decode GEMM folds through
+// L2), unless that leaves fewer than kMinCtas CTAs. H100, bench_decode batch 1, same binary,
+// three runs each: 0.6B (o and down 8 -> 4 chunks) 1.040-1.075 -> 1.019-1.032 ms, 30B-A3B (its
+// experts 6 -> 4; the router, 2 column tiles, keeps 8) 3.515-3.529 -> 3.509-3.520, 1.7B
+// unchanged; a cap of 4 without the CTA floor made 30B-A3B 1% slower, a cap of 2 everything.
+constexpr int kMaxChunks = 4;
+constexpr int kMinCtas = 64;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -120,6 +127,8 @@ void launch(LinearParams p, cudaStream_t stream) {
 constexpr int kMaxClusterChunks = 4;
 bool g_cluster_fold = true;
 
+static_assert(kMaxChunks <= kMaxClusterChunks, "the plan's chunks fit the cluster fold");
+
 bool cluster_fold_fits(int64_t M, int S) { return M <= 16 && S > 1 && S <= kMaxClusterChunks; }
 
 // Decode-size tiles: BN columns of weights per CTA, one K chunk per CTA when split.
@@ -151,12 +160,14 @@ SplitBuffers linear_split_workspace(cudaStream_t stream, size_t floats, size_t c
 }
 
 LinearPlan linear_plan(int64_t N, int64_t K) {
-  // Split K only as far as needed to give ~kTargetCtas CTAs of 64 columns at decode sizes, and
-  // never into chunks shorter than kMinChunk. N and K are the model's, so the plan is fixed per
+  // Split K only as far as needed to give ~kTargetCtas CTAs of 64 columns at decode sizes, into
+  // at most kMaxChunks chunks where kMinCtas CTAs remain, and never into chunks shorter than
+  // kMinChunk. N and K are the model's, so the plan is fixed per
   // weight matrix: every batch size folds the same chunks in the same order.
   int64_t k_padded = ceil_div(K, kChunkAlign) * kChunkAlign;
   int64_t n_tiles = ceil_div(N, 64);
   int64_t s_target = std::max<int64_t>(1, ceil_div(kTargetCtas, n_tiles));
+  s_target = std::min<int64_t>(s_target, std::max<int64_t>(kMaxChunks, ceil_div(kMinCtas, n_tiles)));
   int64_t kc = ceil_div(ceil_div(K, s_target), kChunkAlign) * kChunkAlign;
   kc = std::min(k_padded, std::max<int64_t>(kc, kMinChunk));
   LinearPlan plan;
@@ -366,7 +377,8 @@ void norm_linear_invariant(const ExecContext& ctx, const Tensor& residual, const
 // The down projection with its SwiGLU: K % 128 == 0 and at most kMaxSwigluElems of x per CTA
 // (the chunk when split, all of K when fused), 16 per thread. Every CTA of a column tile repeats
 // its chunk's SwiGLU (an expf and a division per element) on the critical path: H100, batch 1,
-// 8B's down projection (6144 per CTA) made the step 1-2% slower, 0.6B's (384) did not.
+// 8B's down projection (6144 per CTA) made the step 1-2% slower, 0.6B's (384 then; 768 since
+// kMaxChunks) did not.
 constexpr int64_t kMaxSwigluElems = 2048;
 bool swiglu_linear_fits(int64_t M, int64_t N, int64_t K) {
   if (M < 1 || M > kResRows || K % 128 != 0 || K > INT32_MAX / 2) return false;
