@@ -184,7 +184,7 @@ int BITEXACT_BENCH_ENTRY(bench_gemm)(int argc, char** argv) {
                     "frac_of_floor,cublas_frac_of_floor\n");
   std::fprintf(md, "copy ceiling %.2f TB/s; cuBLASLt 8192^3 %.1f TFLOP/s; %s\n\n"
                    "| shape | M | path | ours us | cuBLASLt us | cuBLAS/ours | floor us | "
-                   "ours % floor |\n|---|---|---|---|---|---|---|---|\n",
+                   "ours %% floor |\n|---|---|---|---|---|---|---|---|\n",
                copy_bw / 1e12, peak / 1e12, prop.name);
   std::printf("%-13s %5s %-12s %9s %9s %6s %8s %6s\n", "shape", "M", "path", "ours_us",
               "cublas_us", "speed", "floor_us", "%floor");
