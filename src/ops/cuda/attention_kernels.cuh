@@ -172,6 +172,17 @@ __global__ void __launch_bounds__(128) split_kernel(Params p) {
 }
 
 // Merges the chunk partials of (token, q head) left to right and writes out = o / l.
+// One output element of a chunk merged into the running (om, ol, ov), left to right: merge_partial's
+// arithmetic for one row and one dim. Both chunk-merge kernels run exactly this.
+__device__ __forceinline__ void merge_element(float& om, float& ol, float& ov, float m, float l, float o) {
+  float mm, fa, fb;
+  int mode;
+  merge_coeffs(om, m, mm, fa, fb, mode);
+  ol = merge_value(ol, l, fa, fb, mode);
+  ov = merge_value(ov, o, fa, fb, mode);
+  om = mm;
+}
+
 // blockIdx.x = token, y = q head; DH threads, one output element each. The (m, l) pairs of up to
 // DH chunks are staged in shared memory by all threads at once and the o values are loaded 8
 // chunks ahead, so the sequential merge does not wait on one load per chunk; the arithmetic and
@@ -204,12 +215,7 @@ __global__ void __launch_bounds__(DH) merge_chunks_kernel(Params p) {
 #pragma unroll
       for (int u = 0; u < 8; ++u) {
         if (c + u >= cn) break;
-        float mm, fa, fb;
-        int mode;
-        merge_coeffs(om, s_m[c + u], mm, fa, fb, mode);
-        ol = merge_value(ol, s_l[c + u], fa, fb, mode);
-        ov = merge_value(ov, o8[u], fa, fb, mode);
-        om = mm;
+        merge_element(om, ol, ov, s_m[c + u], s_l[c + u], o8[u]);
       }
     }
   }
@@ -249,14 +255,7 @@ __global__ void __launch_bounds__(DH) merge_chunks_staged_kernel(Params p) {
     cp_async_wait<0>();
     __syncthreads();
 #pragma unroll 4
-    for (int c = 0; c < cn; ++c) {
-      float mm, fa, fb;
-      int mode;
-      merge_coeffs(om, s_m[c], mm, fa, fb, mode);
-      ol = merge_value(ol, s_l[c], fa, fb, mode);
-      ov = merge_value(ov, s_o[c * DH + d], fa, fb, mode);
-      om = mm;
-    }
+    for (int c = 0; c < cn; ++c) merge_element(om, ol, ov, s_m[c], s_l[c], s_o[c * DH + d]);
   }
   p.out[int64_t(m) * p.o_s0 + int64_t(h) * p.o_s1 + d] = __float2bfloat16_rn(__fdiv_rn(ov, ol));
 }

@@ -84,6 +84,11 @@ bool swiglu_linear_fits(int64_t M, int64_t N, int64_t K);
 void swiglu_linear_invariant(const ExecContext& ctx, const Tensor& gate_up, const Tensor& w, Tensor& y,
                              LinearPath path);
 
+// The GEMM kernels' parameters (linear_kernel.cuh) for x [M, K], w [N, K], y [M, N] and a plan,
+// the mode-specific fields zero.
+struct LinearParams;
+LinearParams linear_params(const Tensor& x, const Tensor& w, Tensor& y, const LinearPlan& plan);
+
 SplitBuffers linear_split_workspace(cudaStream_t stream, size_t floats, size_t counters);
 
 // Non-invariant baseline: cuBLASLt with its default heuristic (first result) for this shape.

@@ -12,18 +12,7 @@ using linear_detail::LinearParams;
 using linear_detail::WgmmaTile;
 
 LinearParams params_for(const Tensor& x, const Tensor& w, Tensor& y, int kc) {
-  LinearParams p{};
-  p.x = static_cast<const __nv_bfloat16*>(x.data);
-  p.w = static_cast<const __nv_bfloat16*>(w.data);
-  p.y = static_cast<__nv_bfloat16*>(y.data);
-  p.ldx = x.stride[0];
-  p.ldy = y.stride[0];
-  p.M = int(x.dim(0));
-  p.N = int(w.dim(0));
-  p.K = int(x.dim(1));
-  p.kc = kc;
-  p.S = int((p.K + kc - 1) / kc);
-  return p;
+  return linear_detail::linear_params(x, w, y, {kc, int((x.dim(1) + kc - 1) / kc)});
 }
 
 // Prints up to 4 differing elements of a[:rows] vs b[:rows] (to tell a layout bug from an
