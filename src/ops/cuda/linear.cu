@@ -131,6 +131,23 @@ static_assert(kMaxChunks <= kMaxClusterChunks, "the plan's chunks fit the cluste
 
 bool cluster_fold_fits(int64_t M, int S) { return M <= 16 && S > 1 && S <= kMaxClusterChunks; }
 
+// How a decode-size GEMM of S chunks runs on the 16-row small tile: one CTA per chunk (split) or
+// one per output tile (fused), and a split's fold in a cluster over DSMEM or through L2. `path`
+// is resolved (kSmallFused, kSmallSplit or kSmallCluster); when kAuto chose it, split chunks fold
+// in a cluster where they fit (a forced kSmallSplit keeps the L2 fold). The one rule for linear,
+// norm_linear and swiglu_linear.
+struct SmallPath {
+  bool split = false, cluster = false;
+};
+SmallPath small_path(int64_t M, int S, LinearPath path, bool auto_path, const char* op) {
+  if (path == LinearPath::kSmallCluster && !cluster_fold_fits(M, S))
+    fail(ErrorKind::kInvalidArgument, std::string(op) + ": the cluster path takes M <= 16 and 2..4 chunks");
+  SmallPath r;
+  r.split = path != LinearPath::kSmallFused && S > 1;
+  r.cluster = path == LinearPath::kSmallCluster || (r.split && auto_path && g_cluster_fold && cluster_fold_fits(M, S));
+  return r;
+}
+
 // Decode-size tiles: BN columns of weights per CTA, one K chunk per CTA when split.
 template <int BM, int BN, int BK, int WM, int WN, int STAGES, int RES_ROWS = 0, int NORM_THREADS = 0,
           int NORM_GROUPS = 0>
@@ -280,20 +297,18 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
   if (auto_path) path = linear_auto_path(M, N, K);
   switch (path) {
     case LinearPath::kSmallCluster:
-      if (!cluster_fold_fits(M, plan.S))
-        fail(ErrorKind::kInvalidArgument, "linear: the cluster path takes M <= 16 and 2..4 chunks");
-      launch_small<16, 64, 128, 1, 4, 4>(p, true, stream, true);
-      break;
     case LinearPath::kSmallSplit:
     case LinearPath::kSmallFused: {
-      bool split = path == LinearPath::kSmallSplit && plan.S > 1;
       // M <= 16 streams 256-byte row segments per stage (BK 128): measured 2-6% faster at
-      // decode than BK 64 (docs/notes/gemm.md, v2 tuning). The auto path folds split chunks in
-      // a cluster when they fit (kSmallCluster's kernel; kSmallSplit forced keeps the L2 fold).
-      if (M <= 16)
-        launch_small<16, 64, 128, 1, 4, 4>(p, split, stream,
-                                           auto_path && g_cluster_fold && cluster_fold_fits(M, plan.S));
-      else if (M <= 32) launch_small<32, 64, 64, 2, 2, 4>(p, split, stream);
+      // decode than BK 64 (docs/notes/gemm.md, v2 tuning). The cluster fold is M <= 16 only
+      // (small_path refuses it above).
+      if (M <= 16 || path == LinearPath::kSmallCluster) {
+        const SmallPath sp = small_path(M, plan.S, path, auto_path, "linear");
+        launch_small<16, 64, 128, 1, 4, 4>(p, sp.split, stream, sp.cluster);
+        break;
+      }
+      const bool split = path == LinearPath::kSmallSplit && plan.S > 1;
+      if (M <= 32) launch_small<32, 64, 64, 2, 2, 4>(p, split, stream);
       else launch_small<64, 64, 64, 2, 2, 4>(p, split, stream);
       break;
     }
@@ -309,22 +324,15 @@ void linear_invariant(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
   }
 }
 
-// The small-tile path a resident-x kernel takes: linear_invariant's choice at M <= 16 (fused, L2
-// fold or cluster fold) for kAuto, or the forced one (tests).
-struct ResidentPath {
-  bool split = false, cluster = false;
-};
-ResidentPath resident_path(int64_t M, int64_t N, int64_t K, int S, LinearPath path, const char* op) {
-  auto bad = [&](const std::string& what) { fail(ErrorKind::kInvalidArgument, std::string(op) + " (cuda): " + what); };
+// The small-tile path a resident-x kernel takes: linear_invariant's (small_path) for kAuto, or
+// the forced one (tests); only the small paths have resident-x kernels.
+SmallPath resident_path(int64_t M, int64_t N, int64_t K, int S, LinearPath path, const char* op) {
   const bool auto_path = path == LinearPath::kAuto;
   if (auto_path) path = linear_auto_path(M, N, K);
   if (path != LinearPath::kSmallFused && path != LinearPath::kSmallSplit && path != LinearPath::kSmallCluster)
-    bad(std::string("no resident-x kernel on the ") + linear_path_name(path) + " path");
-  if (path == LinearPath::kSmallCluster && !cluster_fold_fits(M, S)) bad("the cluster path takes 2..4 chunks");
-  ResidentPath r;
-  r.split = path != LinearPath::kSmallFused && S > 1;
-  r.cluster = path == LinearPath::kSmallCluster || (r.split && auto_path && g_cluster_fold && cluster_fold_fits(M, S));
-  return r;
+    fail(ErrorKind::kInvalidArgument,
+         std::string(op) + ": no resident-x kernel on the " + linear_path_name(path) + " path");
+  return small_path(M, S, path, auto_path, op);
 }
 
 // The (threads, groups) of norm.cu's tree for K that the fused kernel is built for: K = 8 threads
@@ -364,7 +372,7 @@ void norm_linear_invariant(const ExecContext& ctx, const Tensor& residual, const
   }
   p.norm.weight = static_cast<const __nv_bfloat16*>(norm_weight.data);
   p.norm.eps = eps;
-  const ResidentPath rp = resident_path(M, N, K, plan.S, path, "norm_linear");
+  const SmallPath rp = resident_path(M, N, K, plan.S, path, "norm_linear");
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
   static_assert(kMaxNormK == 4096, "the instantiations below");
   switch (K) {  // (threads, groups): norm_row::threads_for(K) and K / 8 / threads
@@ -383,7 +391,7 @@ constexpr int64_t kMaxSwigluElems = 2048;
 bool swiglu_linear_fits(int64_t M, int64_t N, int64_t K) {
   if (M < 1 || M > kResRows || K % 128 != 0 || K > INT32_MAX / 2) return false;
   const LinearPlan plan = linear_plan(N, K);
-  const bool split = linear_auto_path(M, N, K) != LinearPath::kSmallFused && plan.S > 1;
+  const bool split = resident_path(M, N, K, plan.S, LinearPath::kAuto, "swiglu_linear").split;
   return M * (split ? plan.kc : K) <= kMaxSwigluElems;
 }
 
@@ -397,7 +405,7 @@ void swiglu_linear_invariant(const ExecContext& ctx, const Tensor& gate_up, cons
   check_linear_args(gate, w, y);
   if (M < 1 || M > kResRows || K % 128 != 0) bad("takes 1..4 rows and K % 128 == 0");
   const LinearPlan plan = linear_plan(N, K);
-  const ResidentPath rp = resident_path(M, N, K, plan.S, path, "swiglu_linear");
+  const SmallPath rp = resident_path(M, N, K, plan.S, path, "swiglu_linear");
   if (int64_t(kResRows) * (rp.split ? plan.kc : K) * 2 > kMaxResidentBytes) bad("too many resident rows on this path");
   LinearParams p = linear_params(gate, w, y, plan);  // the kernel reads gate and up from p.x
   launch_small<16, 64, 128, 1, 4, 4, kResRows>(p, rp.split, static_cast<cudaStream_t>(ctx.stream), rp.cluster);
